@@ -1,0 +1,32 @@
+package api
+
+import (
+	"context"
+
+	"github.com/fleet-next/fleet/unit"
+)
+
+// Registry is what the API needs from the cluster store. registry.Etcd
+// implements it. Errors: registry.ErrNotFound when a named unit does not
+// exist (test with errors.Is); any other error is a store failure.
+type Registry interface {
+	// Units returns every unit sorted by name, with placement and current state.
+	Units(ctx context.Context) ([]unit.UnitStatus, error)
+	// Unit returns one unit, or an error wrapping registry.ErrNotFound.
+	Unit(ctx context.Context, name string) (unit.UnitStatus, error)
+	// CreateUnit stores u, replacing any unit of that name (contents and
+	// desired state) in one transaction.
+	CreateUnit(ctx context.Context, u unit.Unit) error
+	// SetDesiredState changes the desired state of an existing unit.
+	SetDesiredState(ctx context.Context, name string, s unit.DesiredState) error
+	// DestroyUnit removes a unit; registry.ErrNotFound if it does not exist.
+	DestroyUnit(ctx context.Context, name string) error
+	// States returns machine reports sorted by unit name then machine ID.
+	// Empty filter fields match everything.
+	States(ctx context.Context, unitName, machineID string) ([]unit.State, error)
+	// Machines returns live machines sorted by ID, metadata merged.
+	Machines(ctx context.Context) ([]unit.Machine, error)
+	// SetMachineMetadata applies dynamic metadata changes atomically: every
+	// op or none. An empty Value deletes the key.
+	SetMachineMetadata(ctx context.Context, ops []unit.MetadataChange) error
+}

@@ -1,0 +1,77 @@
+package api
+
+import "net/http"
+
+// Wire types of the fleet HTTP API v1 (spec §8.2). Field names and omitempty
+// follow fleet exactly so that its clients keep working.
+
+// UnitOption is one Name=Value line of a unit file section.
+type UnitOption struct {
+	Section string `json:"section"`
+	Name    string `json:"name"`
+	Value   string `json:"value"`
+}
+
+// Unit is a unit as the API shows it.
+type Unit struct {
+	Name         string        `json:"name,omitempty"`
+	Options      []*UnitOption `json:"options,omitempty"`
+	DesiredState string        `json:"desiredState,omitempty"`
+	CurrentState string        `json:"currentState,omitempty"`
+	MachineID    string        `json:"machineID,omitempty"`
+	// Reason says why a unit that should run has no machine (our addition).
+	Reason string `json:"reason,omitempty"`
+}
+
+// UnitPage is one page of GET /units.
+type UnitPage struct {
+	Units         []*Unit `json:"units,omitempty"`
+	NextPageToken string  `json:"nextPageToken,omitempty"`
+}
+
+// UnitState is one machine's report on one unit.
+type UnitState struct {
+	Name               string `json:"name,omitempty"`
+	Hash               string `json:"hash,omitempty"`
+	MachineID          string `json:"machineID,omitempty"`
+	SystemdLoadState   string `json:"systemdLoadState,omitempty"`
+	SystemdActiveState string `json:"systemdActiveState,omitempty"`
+	SystemdSubState    string `json:"systemdSubState,omitempty"`
+}
+
+// UnitStatePage is one page of GET /state.
+type UnitStatePage struct {
+	States        []*UnitState `json:"states,omitempty"`
+	NextPageToken string       `json:"nextPageToken,omitempty"`
+}
+
+// Machine is a live member of the cluster.
+type Machine struct {
+	ID        string            `json:"id,omitempty"`
+	PrimaryIP string            `json:"primaryIP,omitempty"`
+	Metadata  map[string]string `json:"metadata,omitempty"`
+}
+
+// MachinePage is one page of GET /machines.
+type MachinePage struct {
+	Machines      []*Machine `json:"machines,omitempty"`
+	NextPageToken string     `json:"nextPageToken,omitempty"`
+}
+
+// Error is the API's error envelope: {"error":{"code":N,"message":"..."}}.
+type Error struct {
+	Code    int    `json:"code"`
+	Message string `json:"message"`
+}
+
+func (e *Error) Error() string {
+	if e.Message == "" {
+		return http.StatusText(e.Code)
+	}
+	return e.Message
+}
+
+// ErrorResponse wraps Error on the wire.
+type ErrorResponse struct {
+	Error Error `json:"error"`
+}

@@ -1,0 +1,224 @@
+package registry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/fleet-next/fleet/unit"
+)
+
+// DuplicateMachineError reports that another fleetd holds the machine ID.
+type DuplicateMachineError struct {
+	ID, PublicIP string
+}
+
+func (e *DuplicateMachineError) Error() string {
+	ip := e.PublicIP
+	if ip == "" {
+		ip = "unknown IP"
+	}
+	return fmt.Sprintf("machine ID %s is already registered by a live fleetd at %s: each host needs its own machine ID", e.ID, ip)
+}
+
+// LeaseID is an etcd lease identifier.
+type LeaseID = clientv3.LeaseID
+
+// Register publishes m's presence on a lease of the given TTL and returns the
+// lease. instance identifies this fleetd installation (stable across
+// restarts of the same host). If the machine is already registered by the
+// same instance and its lease is still alive, Register adopts that lease, so
+// the machine and its unit states stay in place without a gap. If another
+// instance holds the ID, it returns *DuplicateMachineError.
+func (r *Etcd) Register(ctx context.Context, m unit.Machine, instance string, ttl time.Duration) (LeaseID, error) {
+	key := r.keys.machine(m.ID)
+	val, err := encodeMachine(m, instance)
+	if err != nil {
+		return 0, fmt.Errorf("encode machine: %w", err)
+	}
+	for {
+		resp, err := r.cli.Get(ctx, key)
+		if err != nil {
+			return 0, storeErr("read machine registration", err)
+		}
+		if len(resp.Kvs) > 0 {
+			kv := resp.Kvs[0]
+			rec, err := decodeMachine(kv.Value)
+			if err != nil || rec.Instance != instance {
+				return 0, &DuplicateMachineError{ID: m.ID, PublicIP: rec.PublicIP}
+			}
+			lease := LeaseID(kv.Lease)
+			ttlResp, err := r.cli.TimeToLive(ctx, lease)
+			if err == nil && ttlResp.TTL > 0 {
+				// Take over our own live registration.
+				tr, err := r.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(key), "=", kv.ModRevision)).
+					Then(clientv3.OpPut(key, string(val), clientv3.WithLease(lease))).Commit()
+				if err != nil {
+					return 0, storeErr("take over machine registration", err)
+				}
+				if tr.Succeeded {
+					return lease, nil
+				}
+				continue
+			}
+			// Our old lease is gone or going: replace the key below.
+			if _, err := r.cli.Delete(ctx, key); err != nil {
+				return 0, storeErr("remove stale machine registration", err)
+			}
+			continue
+		}
+		grant, err := r.cli.Grant(ctx, int64((ttl+time.Second-1)/time.Second))
+		if err != nil {
+			return 0, storeErr("grant machine lease", err)
+		}
+		tr, err := r.cli.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
+			Then(clientv3.OpPut(key, string(val), clientv3.WithLease(grant.ID))).Commit()
+		if err != nil {
+			return 0, storeErr("register machine", err)
+		}
+		if tr.Succeeded {
+			return grant.ID, nil
+		}
+		_, _ = r.cli.Revoke(ctx, grant.ID) // lost a race; best effort, it expires anyway
+	}
+}
+
+// KeepAlive renews lease until ctx ends. The channel closes when the lease
+// is lost (expired, revoked, or ctx done).
+func (r *Etcd) KeepAlive(ctx context.Context, lease LeaseID) (<-chan *clientv3.LeaseKeepAliveResponse, error) {
+	ch, err := r.cli.KeepAlive(ctx, lease)
+	if err != nil {
+		return nil, storeErr("keep machine lease alive", err)
+	}
+	return ch, nil
+}
+
+// Deregister revokes the machine lease: presence and every state published
+// on it disappear at once.
+func (r *Etcd) Deregister(ctx context.Context, lease LeaseID) error {
+	if _, err := r.cli.Revoke(ctx, lease); err != nil {
+		return storeErr("revoke machine lease", err)
+	}
+	return nil
+}
+
+// Machines returns live machines sorted by ID, with dynamic metadata merged
+// over the metadata each machine published.
+func (r *Etcd) Machines(ctx context.Context) ([]unit.Machine, error) {
+	resp, err := r.cli.Txn(ctx).Then(
+		clientv3.OpGet(r.keys.machines(), clientv3.WithPrefix()),
+		clientv3.OpGet(r.keys.metadata(), clientv3.WithPrefix()),
+	).Commit()
+	if err != nil {
+		return nil, storeErr("read machines", err)
+	}
+	dyn := r.decodeMetadata(resp.Responses[1].GetResponseRange().Kvs)
+	var out []unit.Machine
+	for _, kv := range resp.Responses[0].GetResponseRange().Kvs {
+		rec, err := decodeMachine(kv.Value)
+		if err != nil {
+			r.log.Warn("skipping undecodable machine", "key", string(kv.Key), "err", err)
+			continue
+		}
+		out = append(out, machineFromRecord(rec, dyn[rec.ID]))
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out, nil
+}
+
+func (r *Etcd) decodeMetadata(kvs []*mvccpb.KeyValue) map[string]map[string]string {
+	dyn := make(map[string]map[string]string)
+	for _, kv := range kvs {
+		id, k, ok := split2(strings.TrimPrefix(string(kv.Key), r.keys.metadata()))
+		if !ok {
+			continue
+		}
+		if dyn[id] == nil {
+			dyn[id] = make(map[string]string)
+		}
+		dyn[id][k] = string(kv.Value)
+	}
+	return dyn
+}
+
+// machineFromRecord merges dynamic metadata over published metadata; a
+// dynamic empty value deletes the key.
+func machineFromRecord(rec machineRecord, dyn map[string]string) unit.Machine {
+	md := make(map[string]string, len(rec.Metadata)+len(dyn))
+	for k, v := range rec.Metadata {
+		md[k] = v
+	}
+	for k, v := range dyn {
+		if v == "" {
+			delete(md, k)
+		} else {
+			md[k] = v
+		}
+	}
+	return unit.Machine{ID: rec.ID, PublicIP: rec.PublicIP, Metadata: md, Version: rec.Version}
+}
+
+// SetMachineMetadata applies all changes in one transaction. A removal is
+// stored as an empty value so that it also hides metadata from the
+// machine's configuration, as in fleet.
+func (r *Etcd) SetMachineMetadata(ctx context.Context, ops []unit.MetadataChange) error {
+	if len(ops) == 0 {
+		return nil
+	}
+	if len(ops) > maxTxnOps {
+		return fmt.Errorf("too many metadata changes in one request: %d (max %d)", len(ops), maxTxnOps)
+	}
+	txn := make([]clientv3.Op, 0, len(ops))
+	for _, op := range ops {
+		txn = append(txn, clientv3.OpPut(r.keys.metadataKey(op.MachineID, op.Key), op.Value))
+	}
+	if _, err := r.cli.Txn(ctx).Then(txn...).Commit(); err != nil {
+		return storeErr("store machine metadata", err)
+	}
+	return nil
+}
+
+// PublishState writes one unit state on the machine lease.
+func (r *Etcd) PublishState(ctx context.Context, lease LeaseID, s unit.State) error {
+	b, err := encodeState(s)
+	if err != nil {
+		return fmt.Errorf("encode state of %s: %w", s.Name, err)
+	}
+	if _, err := r.cli.Put(ctx, r.keys.state(s.Name, s.MachineID), string(b), clientv3.WithLease(lease)); err != nil {
+		return storeErr("publish state of "+s.Name, err)
+	}
+	return nil
+}
+
+// DeleteState removes one machine's state of a unit (only that machine's).
+func (r *Etcd) DeleteState(ctx context.Context, name, machineID string) error {
+	if _, err := r.cli.Delete(ctx, r.keys.state(name, machineID)); err != nil {
+		return storeErr("delete state of "+name, err)
+	}
+	return nil
+}
+
+// MachineStates returns the states a machine has published, by unit name.
+func (r *Etcd) MachineStates(ctx context.Context, machineID string) (map[string]unit.State, error) {
+	all, err := r.States(ctx, "", machineID)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]unit.State, len(all))
+	for _, s := range all {
+		out[s.Name] = s
+	}
+	return out, nil
+}
+
+// IsDuplicate reports whether err is a duplicate machine ID refusal.
+func IsDuplicate(err error) bool {
+	var d *DuplicateMachineError
+	return errors.As(err, &d)
+}

@@ -1,0 +1,184 @@
+package registry_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/fleet-next/fleet/registry"
+	"github.com/fleet-next/fleet/registry/registrytest"
+	"github.com/fleet-next/fleet/unit"
+)
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func mkUnit(name, content string, d unit.DesiredState) unit.Unit {
+	return unit.Unit{Name: name, Content: content, Hash: unit.HashOf(content), Desired: d}
+}
+
+func TestUnitsLifecycle(t *testing.T) {
+	ctx, r := ctxT(t), registrytest.New(t)
+	if _, err := r.Unit(ctx, "a.service"); !errors.Is(err, registry.ErrNotFound) {
+		t.Fatalf("Unit on empty store: err=%v, want ErrNotFound", err)
+	}
+	for _, n := range []string{"b.service", "a.service"} {
+		if err := r.CreateUnit(ctx, mkUnit(n, "[Service]\nExecStart=/bin/true\n", unit.StateInactive)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	us, err := r.Units(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(us) != 2 || us[0].Name != "a.service" || us[1].Name != "b.service" {
+		t.Fatalf("Units = %+v, want a, b sorted", us)
+	}
+	if us[0].Current != unit.StateInactive || us[0].Target != "" {
+		t.Errorf("unscheduled unit: current=%q target=%q", us[0].Current, us[0].Target)
+	}
+	if us[0].Seq <= us[1].Seq {
+		t.Errorf("a.service submitted after b.service must have a higher Seq: %d <= %d", us[0].Seq, us[1].Seq)
+	}
+	if err := r.SetDesiredState(ctx, "a.service", unit.StateLaunched); err != nil {
+		t.Fatal(err)
+	}
+	got, err := r.Unit(ctx, "a.service")
+	if err != nil || got.Desired != unit.StateLaunched {
+		t.Fatalf("after SetDesiredState: %+v, %v", got, err)
+	}
+	if err := r.SetDesiredState(ctx, "nope.service", unit.StateLaunched); !errors.Is(err, registry.ErrNotFound) {
+		t.Errorf("SetDesiredState on missing unit: %v", err)
+	}
+	if err := r.DestroyUnit(ctx, "a.service"); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.DestroyUnit(ctx, "a.service"); !errors.Is(err, registry.ErrNotFound) {
+		t.Errorf("second destroy: %v, want ErrNotFound", err)
+	}
+	var nf interface{ NotFound() bool }
+	if err := r.DestroyUnit(ctx, "a.service"); !errors.As(err, &nf) || !nf.NotFound() {
+		t.Errorf("not-found error must implement NotFound(): %T", err)
+	}
+}
+
+func TestRegisterDuplicateAndTakeover(t *testing.T) {
+	ctx := ctxT(t)
+	e := registrytest.StartEtcd(t)
+	r := e.Registry(t)
+	m := unit.Machine{ID: "m1", PublicIP: "127.0.0.11", Metadata: map[string]string{"region": "eu"}}
+	lease, err := r.Register(ctx, m, "inst-A", 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.PublishState(ctx, lease, unit.State{Name: "x.service", MachineID: "m1", Current: unit.StateLaunched,
+		SystemdState: unit.SystemdState{LoadState: "loaded", ActiveState: "active", SubState: "running"}}); err != nil {
+		t.Fatal(err)
+	}
+	// Another installation claiming m1 is refused, naming the ID and IP.
+	_, err = e.Registry(t).Register(ctx, unit.Machine{ID: "m1", PublicIP: "127.0.0.99"}, "inst-B", 10*time.Second)
+	var dup *registry.DuplicateMachineError
+	if !errors.As(err, &dup) || dup.ID != "m1" || dup.PublicIP != "127.0.0.11" {
+		t.Fatalf("duplicate register: err=%v", err)
+	}
+	// The same installation restarting takes over the live lease: the state survives.
+	lease2, err := e.Registry(t).Register(ctx, m, "inst-A", 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lease2 != lease {
+		t.Errorf("takeover granted a new lease %x, want the live one %x", lease2, lease)
+	}
+	st, err := r.States(ctx, "x.service", "")
+	if err != nil || len(st) != 1 || st[0].ActiveState != "active" {
+		t.Fatalf("state after takeover: %+v %v", st, err)
+	}
+	// Dynamic metadata overrides and removes config metadata atomically.
+	if err := r.SetMachineMetadata(ctx, []unit.MetadataChange{{MachineID: "m1", Key: "region", Value: ""}, {MachineID: "m1", Key: "disk", Value: "ssd"}}); err != nil {
+		t.Fatal(err)
+	}
+	ms, err := r.Machines(ctx)
+	if err != nil || len(ms) != 1 {
+		t.Fatalf("Machines: %+v %v", ms, err)
+	}
+	if _, has := ms[0].Metadata["region"]; has || ms[0].Metadata["disk"] != "ssd" {
+		t.Errorf("merged metadata = %v, want disk=ssd only", ms[0].Metadata)
+	}
+	// Deregistering drops presence and states together.
+	if err := r.Deregister(ctx, lease); err != nil {
+		t.Fatal(err)
+	}
+	if ms, _ := r.Machines(ctx); len(ms) != 0 {
+		t.Errorf("machines after deregister: %+v", ms)
+	}
+	if st, _ := r.States(ctx, "", ""); len(st) != 0 {
+		t.Errorf("states after deregister: %+v", st)
+	}
+}
+
+func TestScheduleWatchAndFencing(t *testing.T) {
+	ctx := ctxT(t)
+	e := registrytest.StartEtcd(t)
+	r := e.Registry(t)
+	view := r.FollowCluster(ctx)
+	sched := r.WatchSchedule(ctx, "m1")
+	if got := <-sched; len(got) != 0 {
+		t.Fatalf("initial schedule = %v, want empty", got)
+	}
+	l1, err := r.Campaign(ctx, "m1", 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := unit.Placement{Unit: "a.service", Machine: "m1", Hash: unit.HashOf("x"), Desired: unit.StateLaunched, Content: "x"}
+	rev, err := l1.Apply(ctx, []registry.ScheduleChange{{Put: &p}, {ReasonFor: "b.service", Reason: "no machine"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := <-sched; got["a.service"].Content != "x" || got["a.service"].Desired != unit.StateLaunched {
+		t.Fatalf("schedule after put = %+v", got)
+	}
+	if err := view.WaitRevision(ctx, rev); err != nil {
+		t.Fatal(err)
+	}
+	snap, ok := view.Snapshot()
+	if !ok || snap.Placements["a.service"]["m1"].Hash != p.Hash || snap.Reasons["b.service"] != "no machine" {
+		t.Fatalf("view = %+v", snap)
+	}
+	// A deposed leader's writes fail.
+	if err := l1.Resign(ctx); err != nil {
+		t.Fatal(err)
+	}
+	l2, err := e.Registry(t).Campaign(ctx, "m2", 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l2.Resign(ctx)
+	if _, err := l1.Apply(ctx, []registry.ScheduleChange{{Delete: &p}}); !errors.Is(err, registry.ErrNotLeader) {
+		t.Fatalf("deposed leader write: err=%v, want ErrNotLeader", err)
+	}
+	// Batches larger than one transaction are all written.
+	var big []registry.ScheduleChange
+	for i := range 300 {
+		q := p
+		q.Unit = "u" + string(rune('a'+i%26)) + string(rune('a'+i/26)) + ".service"
+		big = append(big, registry.ScheduleChange{Put: &q})
+	}
+	if _, err := l2.Apply(ctx, big); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.After(10 * time.Second)
+	for {
+		select {
+		case got := <-sched:
+			if len(got) == 301 {
+				return
+			}
+		case <-deadline:
+			t.Fatal("schedule never reached 301 placements")
+		}
+	}
+}

@@ -1,0 +1,120 @@
+package unit
+
+import (
+	"fmt"
+	"time"
+)
+
+// DesiredState is the state a user asks the cluster to hold a unit in, and
+// also the "current state" fleet derives for a unit (spec §4.1, §4.3).
+type DesiredState string
+
+// The three fleet unit states.
+const (
+	StateInactive DesiredState = "inactive" // known, not assigned to a machine
+	StateLoaded   DesiredState = "loaded"   // assigned and loaded into systemd, not started
+	StateLaunched DesiredState = "launched" // loaded and started
+)
+
+// ParseDesiredState validates s as one of inactive, loaded or launched.
+func ParseDesiredState(s string) (DesiredState, error) {
+	switch DesiredState(s) {
+	case StateInactive, StateLoaded, StateLaunched:
+		return DesiredState(s), nil
+	}
+	return "", fmt.Errorf("invalid desired state %q: must be inactive, loaded or launched", s)
+}
+
+// Rank orders the states: inactive < loaded < launched.
+func (s DesiredState) Rank() int {
+	switch s {
+	case StateLoaded:
+		return 1
+	case StateLaunched:
+		return 2
+	}
+	return 0
+}
+
+// Unit is a unit as the cluster stores it: its name, its canonical contents
+// and the state the user wants it in.
+type Unit struct {
+	Name    string
+	Content string // canonical serialization (see File.Serialize)
+	Hash    Hash   // SHA1 of Content
+	Desired DesiredState
+	Global  bool  // [X-Fleet] Global=true, cached from Content
+	Seq     int64 // submission order: lower was submitted first (etcd create revision)
+}
+
+// UnitStatus is a unit as readers see it: the stored unit plus where the
+// engine placed it and the state its machine reports.
+type UnitStatus struct {
+	Unit
+	Target  string       // machine ID the engine placed a non-global unit on; "" if none
+	Current DesiredState // derived current state ("" for global units)
+	Reason  string       // why a unit that should run has no machine; "" otherwise
+}
+
+// SystemdState is the state systemd reports for a unit.
+type SystemdState struct {
+	LoadState   string // loaded, not-found, ...
+	ActiveState string // active, inactive, failed, activating, ...
+	SubState    string // running, dead, exited, ...
+	MainPID     uint32
+}
+
+// State is one machine's report on one unit (spec §8.2 UnitState).
+type State struct {
+	Name      string
+	MachineID string
+	Hash      Hash // hash of the unit file the machine has loaded
+	SystemdState
+	// Current is the fleet state the agent holds the unit in on that machine:
+	// loaded or launched.
+	Current DesiredState
+	Since   time.Time // when the state last changed
+}
+
+// Machine is a live member of the cluster.
+type Machine struct {
+	ID       string
+	PublicIP string
+	Metadata map[string]string // merged: config metadata overlaid by dynamic metadata
+	Version  string
+}
+
+// ShortID returns the first 8 characters of a machine ID.
+func ShortID(id string) string {
+	if len(id) > 8 {
+		return id[:8]
+	}
+	return id
+}
+
+// Placement is the engine's decision that a unit runs on a machine: one
+// entry of that machine's schedule. Global units have one per machine.
+type Placement struct {
+	Unit    string
+	Machine string
+	Hash    Hash
+	Desired DesiredState // loaded or launched
+	Content string       // canonical unit file the agent writes
+}
+
+// Cluster is a consistent view of what the engine needs to schedule.
+type Cluster struct {
+	Units      map[string]Unit                 // by name
+	Machines   map[string]Machine              // live machines by ID, metadata merged
+	Placements map[string]map[string]Placement // unit name -> machine ID -> placement
+	Reasons    map[string]string               // unit name -> why it cannot be placed
+	Revision   int64                           // store revision the view reflects
+}
+
+// MetadataChange sets (Value != "") or removes (Value == "") one dynamic
+// metadata key of one machine.
+type MetadataChange struct {
+	MachineID string
+	Key       string
+	Value     string
+}
