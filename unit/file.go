@@ -1,0 +1,198 @@
+package unit
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Option is one Name=Value line of a unit file section.
+type Option struct {
+	Section string
+	Name    string
+	Value   string
+}
+
+// File is a parsed unit file: its options in file order.
+type File struct {
+	Options []Option
+}
+
+// Parse reads unit file text (see the package doc for the syntax). Errors:
+// ErrEmpty for blank text, ErrNoOptions for text without any option
+// (such as text without a section header), ErrLineTooLong, a
+// syntax error, or a value that would read back differently once
+// serialized (a value ending in a backslash).
+func Parse(text string) (*File, error) {
+	if strings.TrimSpace(text) == "" {
+		return nil, ErrEmpty
+	}
+	if err := checkLineLength(text); err != nil {
+		return nil, err
+	}
+	opts, rewrote, err := lexOptions(text)
+	if err != nil {
+		return nil, fmt.Errorf("parse unit file: %w", err)
+	}
+	if len(opts) == 0 {
+		return nil, ErrNoOptions
+	}
+	for _, o := range opts {
+		if strings.HasSuffix(o.Value, `\`) {
+			return nil, fmt.Errorf("parse unit file: value of %s in [%s] ends in a backslash", o.Name, o.Section)
+		}
+	}
+	f := &File{Options: opts}
+	if rewrote {
+		// Replacement characters lengthen names; make sure the canonical
+		// form still reads back.
+		if err := checkRoundTrip(opts); err != nil {
+			return nil, err
+		}
+	}
+	return f, nil
+}
+
+// FromOptions builds a File from options given one by one (as the HTTP
+// API receives them). It checks that the options survive serialization
+// and parsing unchanged, so the canonical form, its hash and the file the
+// agent writes all describe the same unit. The slice is copied.
+func FromOptions(opts []Option) (*File, error) {
+	if len(opts) == 0 {
+		return nil, ErrEmpty
+	}
+	if err := checkRoundTrip(opts); err != nil {
+		return nil, err
+	}
+	return &File{Options: append([]Option(nil), opts...)}, nil
+}
+
+// checkRoundTrip parses the canonical form of opts and compares the result
+// with opts in canonical (grouped) order.
+func checkRoundTrip(opts []Option) error {
+	text := serialize(opts)
+	if err := checkLineLength(text); err != nil {
+		return err
+	}
+	got, _, err := lexOptions(text)
+	if err != nil {
+		return fmt.Errorf("options do not serialize to a valid unit file: %w", err)
+	}
+	want := grouped(opts)
+	for i, o := range want {
+		if i >= len(got) || got[i] != o {
+			return fmt.Errorf("option %q in section %q does not survive serialization", o.Name, o.Section)
+		}
+	}
+	if len(got) != len(want) {
+		return fmt.Errorf("options do not survive serialization: %d options read back from %d", len(got), len(want))
+	}
+	return nil
+}
+
+// sectionOrder lists the distinct sections of opts in first-seen order.
+func sectionOrder(opts []Option) []string {
+	var sections []string
+	for _, o := range opts {
+		seen := false
+		for _, s := range sections {
+			if s == o.Section {
+				seen = true
+				break
+			}
+		}
+		if !seen {
+			sections = append(sections, o.Section)
+		}
+	}
+	return sections
+}
+
+// grouped returns opts in canonical order: sections in first-seen order,
+// options of one section in their relative order.
+func grouped(opts []Option) []Option {
+	out := make([]Option, 0, len(opts))
+	for _, s := range sectionOrder(opts) {
+		for _, o := range opts {
+			if o.Section == s {
+				out = append(out, o)
+			}
+		}
+	}
+	return out
+}
+
+// Serialize returns the canonical form: sections in first-seen order, all
+// options of a section under one header as Name=Value lines, a blank line
+// between sections and a trailing newline. It equals go-systemd's
+// unit.Serialize of the same options.
+func (f *File) Serialize() string { return serialize(f.Options) }
+
+func serialize(opts []Option) string {
+	if len(opts) == 0 {
+		return ""
+	}
+	sections := sectionOrder(opts)
+	size := 0
+	for _, o := range opts {
+		size += len(o.Name) + len(o.Value) + 2
+	}
+	for _, s := range sections {
+		size += len(s) + 4
+	}
+	var b strings.Builder
+	b.Grow(size)
+	for i, s := range sections {
+		if i > 0 {
+			b.WriteByte('\n')
+		}
+		b.WriteByte('[')
+		b.WriteString(s)
+		b.WriteString("]\n")
+		for _, o := range opts {
+			if o.Section != s {
+				continue
+			}
+			b.WriteString(o.Name)
+			b.WriteByte('=')
+			b.WriteString(o.Value)
+			b.WriteByte('\n')
+		}
+	}
+	return b.String()
+}
+
+// Hash is the SHA1 of the canonical form.
+func (f *File) Hash() Hash { return HashOf(f.Serialize()) }
+
+// Description is the first Description in [Unit], or "".
+func (f *File) Description() string {
+	for _, o := range f.Options {
+		if o.Section == "Unit" && o.Name == "Description" {
+			return o.Value
+		}
+	}
+	return ""
+}
+
+// HasInstall reports whether the file has an [Install] section with at
+// least one option (a section without options does not survive parsing).
+func (f *File) HasInstall() bool {
+	for _, o := range f.Options {
+		if o.Section == "Install" {
+			return true
+		}
+	}
+	return false
+}
+
+// Values returns every value of name in section, in file order, as
+// written (quoted [X-Fleet] multi-values are not split here).
+func (f *File) Values(section, name string) []string {
+	var vals []string
+	for _, o := range f.Options {
+		if o.Section == section && o.Name == name {
+			vals = append(vals, o.Value)
+		}
+	}
+	return vals
+}

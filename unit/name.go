@@ -1,0 +1,177 @@
+package unit
+
+import (
+	"errors"
+	"fmt"
+	"path"
+	"strings"
+)
+
+// maxNameLen is systemd's limit on unit name length.
+const maxNameLen = 256
+
+// isUnitType reports whether t is a unit type the cluster accepts.
+func isUnitType(t string) bool {
+	switch t {
+	case "automount", "busname", "device", "mount", "path", "scope", "service",
+		"slice", "snapshot", "socket", "swap", "target", "timer":
+		return true
+	}
+	return false
+}
+
+// isTemplateType reports whether units of type t may be templates or
+// instances.
+func isTemplateType(t string) bool {
+	switch t {
+	case "path", "service", "socket", "target", "timer":
+		return true
+	}
+	return false
+}
+
+// isNameChar reports whether r may appear before the type suffix of a unit
+// name: ASCII letters and digits and :-_.\@.
+func isNameChar(r rune) bool {
+	switch {
+	case 'a' <= r && r <= 'z', 'A' <= r && r <= 'Z', '0' <= r && r <= '9':
+		return true
+	}
+	return strings.ContainsRune(`:-_.\@`, r)
+}
+
+// ValidateName checks a unit name with fleet's rules, in fleet's order,
+// and returns an error describing the first problem found.
+func ValidateName(name string) error {
+	if len(name) == 0 {
+		return errors.New("unit name cannot be empty")
+	}
+	if len(name) > maxNameLen {
+		return fmt.Errorf("unit name exceeds maximum length (%d)", maxNameLen)
+	}
+	dot := strings.LastIndexByte(name, '.')
+	if dot < 0 {
+		return errors.New(`unit name must contain "."`)
+	}
+	if dot == len(name)-1 {
+		return errors.New(`unit name cannot end in "."`)
+	}
+	suffix := name[dot+1:]
+	if !isUnitType(suffix) {
+		return fmt.Errorf("invalid unit type: %q", suffix)
+	}
+	if strings.Contains(name, "@") && !isTemplateType(suffix) {
+		return fmt.Errorf("invalid unit type for template: %q", suffix)
+	}
+	for _, r := range name[:dot] {
+		if !isNameChar(r) {
+			return fmt.Errorf("invalid character %q in unit name", r)
+		}
+	}
+	if strings.HasPrefix(name, "@") {
+		return errors.New(`unit name cannot start in "@"`)
+	}
+	return nil
+}
+
+// MangleName turns a command-line argument into a unit name: the base
+// name of the path, with ".service" appended unless it already ends in a
+// unit type ValidateName accepts. Unlike fleet, "foo.target" stays
+// "foo.target". An empty argument stays empty.
+func MangleName(arg string) string {
+	if arg == "" {
+		return ""
+	}
+	base := path.Base(arg)
+	if dot := strings.LastIndexByte(base, '.'); dot >= 0 && isUnitType(base[dot+1:]) {
+		return base
+	}
+	return base + ".service"
+}
+
+// Name is a unit name split into its parts. For "foo@bar.service": Prefix
+// "foo", Instance "bar", Type "service". A name without '@' has its whole
+// stem (the part before the last '.') as Prefix.
+type Name struct {
+	Full     string
+	Prefix   string
+	Instance string
+	Type     string
+}
+
+// ParseName splits name. Everything after the first '@' and before the
+// last '.' is the instance.
+func ParseName(name string) Name {
+	n := Name{Full: name}
+	stem := n.Stem()
+	if dot := strings.LastIndexByte(name, '.'); dot >= 0 {
+		n.Type = name[dot+1:]
+	}
+	if at := strings.IndexByte(stem, '@'); at >= 0 {
+		n.Prefix, n.Instance = stem[:at], stem[at+1:]
+	} else {
+		n.Prefix = stem
+	}
+	return n
+}
+
+// Stem is the name without its type suffix ("foo@bar" for
+// "foo@bar.service"), what the %N specifier stands for.
+func (n Name) Stem() string {
+	if dot := strings.LastIndexByte(n.Full, '.'); dot >= 0 {
+		return n.Full[:dot]
+	}
+	return n.Full
+}
+
+// templated reports whether the stem holds an '@'.
+func (n Name) templated() bool { return strings.IndexByte(n.Stem(), '@') >= 0 }
+
+// IsTemplate reports whether n is a template such as "foo@.service".
+func (n Name) IsTemplate() bool { return n.templated() && n.Instance == "" }
+
+// IsInstance reports whether n is an instance such as "foo@bar.service".
+func (n Name) IsInstance() bool { return n.templated() && n.Instance != "" }
+
+// Template returns the template an instance comes from ("foo@.service"
+// for "foo@bar.service"), or "" if n is not an instance.
+func (n Name) Template() string {
+	if !n.IsInstance() {
+		return ""
+	}
+	stem := n.Stem()
+	return stem[:strings.IndexByte(stem, '@')+1] + n.Full[len(stem):]
+}
+
+// expand substitutes the specifiers %n (full name), %N (name without
+// type), %p (prefix) and %i (instance) in s, in one pass: substituted text
+// is not scanned again. Other '%' sequences are kept as written.
+func (n Name) expand(s string) string {
+	if strings.IndexByte(s, '%') < 0 {
+		return s
+	}
+	var b strings.Builder
+	for {
+		i := strings.IndexByte(s, '%')
+		if i < 0 || i == len(s)-1 {
+			b.WriteString(s)
+			return b.String()
+		}
+		b.WriteString(s[:i])
+		switch s[i+1] {
+		case 'n':
+			b.WriteString(n.Full)
+		case 'N':
+			b.WriteString(n.Stem())
+		case 'p':
+			b.WriteString(n.Prefix)
+		case 'i':
+			b.WriteString(n.Instance)
+		default:
+			b.WriteByte('%')
+			s = s[i+1:]
+			continue
+		}
+		s = s[i+2:]
+	}
+}
