@@ -1,0 +1,133 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"net/http"
+	"regexp"
+
+	"github.com/fleet-next/fleet/unit"
+)
+
+// serveMachines serves GET /machines (one page of live machines sorted by
+// ID) and PATCH /machines (dynamic metadata changes).
+func (s *server) serveMachines(w http.ResponseWriter, r *http.Request) {
+	switch r.Method {
+	case http.MethodGet:
+		s.listMachines(w, r)
+	case http.MethodPatch:
+		s.patchMachines(w, r)
+	default:
+		writeError(w, http.StatusMethodNotAllowed, msgOnlyGetPatch)
+	}
+}
+
+func (s *server) listMachines(w http.ResponseWriter, r *http.Request) {
+	tok, err := pageTokenFromQuery(r.URL.Query(), s.limit)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	all, err := s.reg.Machines(r.Context())
+	if err != nil {
+		s.internalError(w, r, fmt.Errorf("list machines: %w", err))
+		return
+	}
+	page, next := paginate(all, tok)
+	resp := MachinePage{NextPageToken: next}
+	if len(page) > 0 {
+		resp.Machines = make([]*Machine, len(page))
+		for i, m := range page {
+			resp.Machines[i] = machineToAPI(m)
+		}
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+// MetadataOp is one operation of a PATCH /machines request body: op is add,
+// replace or remove, path is "/<machineID>/metadata/<key>", and the new
+// value is nested as {"value": "<string>"}.
+type MetadataOp struct {
+	Op    MetadataOpType `json:"op"`
+	Path  string         `json:"path"`
+	Value MetadataValue  `json:"value"`
+}
+
+// MetadataValue carries the value of a MetadataOp.
+type MetadataValue struct {
+	Value string `json:"value"`
+}
+
+// MetadataOpType names what a MetadataOp does.
+type MetadataOpType string
+
+// Metadata operations. Add and Replace both set the key.
+const (
+	MetadataAdd     MetadataOpType = "add"
+	MetadataReplace MetadataOpType = "replace"
+	MetadataRemove  MetadataOpType = "remove"
+)
+
+func (t MetadataOpType) String() string { return string(t) }
+
+// metadataPath matches "/<machineID>/metadata/<key>".
+var metadataPath = regexp.MustCompile(`^/([^/]+)/metadata/([A-Za-z0-9_.-]+)$`)
+
+// patchMachines validates every operation first, then applies all of them
+// in one atomic registry call.
+func (s *server) patchMachines(w http.ResponseWriter, r *http.Request) {
+	var ops []MetadataOp
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBodyBytes)).Decode(&ops); err != nil {
+		writeError(w, http.StatusBadRequest, "unable to decode body: "+err.Error())
+		return
+	}
+	changes, err := metadataChanges(ops)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if len(changes) > 0 {
+		if err := s.reg.SetMachineMetadata(r.Context(), changes); err != nil {
+			s.internalError(w, r, fmt.Errorf("set machine metadata: %w", err))
+			return
+		}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// metadataChanges validates ops and converts them to registry changes.
+func metadataChanges(ops []MetadataOp) ([]unit.MetadataChange, error) {
+	changes := make([]unit.MetadataChange, 0, len(ops))
+	for _, op := range ops {
+		switch op.Op {
+		case MetadataAdd, MetadataReplace, MetadataRemove:
+		default:
+			return nil, errors.New("invalid op: expect add, remove, or replace")
+		}
+		m := metadataPath.FindStringSubmatch(op.Path)
+		if m == nil {
+			return nil, errors.New("machine metadata path invalid")
+		}
+		c := unit.MetadataChange{MachineID: m[1], Key: m[2]}
+		if op.Op != MetadataRemove {
+			if op.Value.Value == "" {
+				return nil, errors.New("invalid value: add and replace require a value")
+			}
+			c.Value = op.Value.Value
+		}
+		changes = append(changes, c)
+	}
+	return changes, nil
+}
+
+// machineToAPI converts a machine to its wire form.
+func machineToAPI(m unit.Machine) *Machine {
+	out := &Machine{ID: m.ID, PrimaryIP: m.PublicIP}
+	if len(m.Metadata) > 0 {
+		out.Metadata = maps.Clone(m.Metadata)
+	}
+	return out
+}

@@ -1,0 +1,250 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"mime"
+	"net/http"
+
+	"github.com/fleet-next/fleet/unit"
+)
+
+// serveUnits serves GET /units: one page of all units sorted by name.
+func (s *server) serveUnits(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet {
+		writeError(w, http.StatusMethodNotAllowed, msgOnlyGet)
+		return
+	}
+	tok, err := pageTokenFromQuery(r.URL.Query(), s.limit)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	all, err := s.reg.Units(r.Context())
+	if err != nil {
+		s.internalError(w, r, fmt.Errorf("list units: %w", err))
+		return
+	}
+	page, next := paginate(all, tok)
+	resp := UnitPage{NextPageToken: next}
+	if len(page) > 0 {
+		resp.Units = make([]*Unit, len(page))
+		for i, us := range page {
+			resp.Units[i] = s.unitToAPI(r.Context(), us, true)
+		}
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+// serveUnit serves GET, PUT and DELETE /units/<name>.
+func (s *server) serveUnit(w http.ResponseWriter, r *http.Request, name string) {
+	switch r.Method {
+	case http.MethodGet:
+		s.getUnit(w, r, name)
+	case http.MethodPut:
+		s.putUnit(w, r, name)
+	case http.MethodDelete:
+		s.deleteUnit(w, r, name)
+	default:
+		writeError(w, http.StatusMethodNotAllowed, msgOnlyGetPutDelete)
+	}
+}
+
+func (s *server) getUnit(w http.ResponseWriter, r *http.Request, name string) {
+	us, err := s.reg.Unit(r.Context(), name)
+	switch {
+	case isNotFound(err):
+		writeError(w, http.StatusNotFound, msgUnitNotFound)
+	case err != nil:
+		s.internalError(w, r, fmt.Errorf("get unit: %w", err))
+	default:
+		writeJSON(w, http.StatusOK, s.unitToAPI(r.Context(), us, false))
+	}
+}
+
+func (s *server) deleteUnit(w http.ResponseWriter, r *http.Request, name string) {
+	err := s.reg.DestroyUnit(r.Context(), name)
+	switch {
+	case isNotFound(err):
+		writeError(w, http.StatusNotFound, msgUnitNotFound)
+	case err != nil:
+		s.internalError(w, r, fmt.Errorf("destroy unit: %w", err))
+	default:
+		w.WriteHeader(http.StatusNoContent)
+	}
+}
+
+// putUnit creates, replaces or changes the desired state of a unit
+// (spec §8.3). A new unit needs options; an existing unit is replaced when
+// options with different contents are given, otherwise only its desired
+// state changes. Unlike fleet, the desired state and the options are
+// validated on every request.
+func (s *server) putUnit(w http.ResponseWriter, r *http.Request, name string) {
+	if code, msg := checkJSONContentType(r.Header); code != 0 {
+		writeError(w, code, msg)
+		return
+	}
+	var req Unit
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBodyBytes)).Decode(&req); err != nil {
+		writeError(w, http.StatusBadRequest, "unable to decode body: "+err.Error())
+		return
+	}
+	if req.Name == "" {
+		req.Name = name
+	}
+	if req.Name != name {
+		writeError(w, http.StatusBadRequest,
+			fmt.Sprintf("name in URL %q differs from unit name in request body %q", name, req.Name))
+		return
+	}
+	if err := unit.ValidateName(name); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	var desired unit.DesiredState
+	if req.DesiredState != "" {
+		d, err := unit.ParseDesiredState(req.DesiredState)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		desired = d
+	}
+
+	existing, err := s.reg.Unit(r.Context(), name)
+	found := err == nil
+	if err != nil && !isNotFound(err) {
+		s.internalError(w, r, fmt.Errorf("get unit: %w", err))
+		return
+	}
+
+	if len(req.Options) == 0 {
+		if !found {
+			writeError(w, http.StatusConflict, "unit does not exist and options field empty")
+			return
+		}
+		s.setDesiredState(w, r, name, desired)
+		return
+	}
+	f, err := fileFromAPI(req.Options)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if found && f.Hash() == existing.Hash {
+		s.setDesiredState(w, r, name, desired)
+		return
+	}
+	if desired == "" {
+		desired = unit.StateInactive
+	}
+	if err := checkActivatable(name, desired); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	u := unit.Unit{
+		Name:    name,
+		Content: f.Serialize(),
+		Hash:    f.Hash(),
+		Desired: desired,
+		Global:  f.IsGlobal(),
+	}
+	if err := s.reg.CreateUnit(r.Context(), u); err != nil {
+		s.internalError(w, r, fmt.Errorf("create unit: %w", err))
+		return
+	}
+	w.WriteHeader(http.StatusCreated)
+}
+
+// setDesiredState changes only the desired state of an existing unit.
+func (s *server) setDesiredState(w http.ResponseWriter, r *http.Request, name string, desired unit.DesiredState) {
+	if desired == "" {
+		writeError(w, http.StatusConflict, "must provide DesiredState to update existing unit")
+		return
+	}
+	if err := checkActivatable(name, desired); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	err := s.reg.SetDesiredState(r.Context(), name, desired)
+	switch {
+	case isNotFound(err):
+		writeError(w, http.StatusNotFound, msgUnitNotFound)
+	case err != nil:
+		s.internalError(w, r, fmt.Errorf("set desired state: %w", err))
+	default:
+		w.WriteHeader(http.StatusNoContent)
+	}
+}
+
+// checkJSONContentType enforces exactly one Content-Type header of media
+// type application/json. It returns a zero code when the header is fine.
+func checkJSONContentType(h http.Header) (code int, msg string) {
+	vals := h.Values("Content-Type")
+	if len(vals) != 1 {
+		return http.StatusUnsupportedMediaType, fmt.Sprintf("expected 1 Content-Type, got %d", len(vals))
+	}
+	mt, _, err := mime.ParseMediaType(vals[0])
+	if err != nil || mt != "application/json" {
+		return http.StatusUnsupportedMediaType, "only acceptable Content-Type is application/json"
+	}
+	return 0, ""
+}
+
+// checkActivatable refuses to load or launch a template unit.
+func checkActivatable(name string, desired unit.DesiredState) error {
+	if desired != unit.StateInactive && unit.ParseName(name).IsTemplate() {
+		return fmt.Errorf("cannot activate template %q", name)
+	}
+	return nil
+}
+
+// fileFromAPI builds and validates unit contents from wire options.
+func fileFromAPI(opts []*UnitOption) (*unit.File, error) {
+	uopts := make([]unit.Option, 0, len(opts))
+	for _, o := range opts {
+		if o == nil {
+			return nil, errors.New("invalid unit option: null")
+		}
+		uopts = append(uopts, unit.Option{Section: o.Section, Name: o.Name, Value: o.Value})
+	}
+	f, err := unit.FromOptions(uopts)
+	if err != nil {
+		return nil, err
+	}
+	if err := f.Validate(); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+// unitToAPI converts a stored unit to its wire form. A unit without a
+// derived current state (a global unit) has no currentState on a single
+// GET but "inactive" in the list, as fleet reported it. Stored contents
+// that fail to parse are logged and the unit is shown without options.
+func (s *server) unitToAPI(ctx context.Context, us unit.UnitStatus, inList bool) *Unit {
+	u := &Unit{
+		Name:         us.Name,
+		DesiredState: string(us.Desired),
+		CurrentState: string(us.Current),
+		MachineID:    us.Target,
+		Reason:       us.Reason,
+	}
+	if inList && u.CurrentState == "" {
+		u.CurrentState = string(unit.StateInactive)
+	}
+	f, err := unit.Parse(us.Content)
+	if err != nil {
+		s.log.LogAttrs(ctx, slog.LevelError, "stored unit does not parse",
+			slog.String("unit", us.Name), slog.Any("error", err))
+		return u
+	}
+	u.Options = make([]*UnitOption, len(f.Options))
+	for i, o := range f.Options {
+		u.Options[i] = &UnitOption{Section: o.Section, Name: o.Name, Value: o.Value}
+	}
+	return u
+}
