@@ -1,0 +1,151 @@
+package fleetctl
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/fleet-next/fleet/api"
+)
+
+// listFlags are the flags shared by the list commands.
+type listFlags struct {
+	fields   string
+	full     bool
+	noLegend bool
+}
+
+// register declares --fields, --no-legend and --full; with short, --full
+// is also -l, and --l stays accepted as a hidden long alias.
+func (l *listFlags) register(fs *pflag.FlagSet, defaultFields string, valid []string, short bool) {
+	fs.StringVar(&l.fields, "fields", defaultFields,
+		"Columns to print, comma-separated. Valid keys: "+strings.Join(valid, ", "))
+	fs.BoolVar(&l.noLegend, "no-legend", false, "Do not print a legend (column headers)")
+	if !short {
+		fs.BoolVar(&l.full, "full", false, "Do not ellipsize fields on output")
+		return
+	}
+	fs.BoolVarP(&l.full, "full", "l", false, "Do not ellipsize fields on output")
+	fs.BoolVar(&l.full, "l", false, "Shorthand for --full")
+	_ = fs.MarkHidden("l") // the flag was declared on the line above
+}
+
+// noArgs rejects positional arguments.
+func noArgs(cmd *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		return usagef("%s takes no arguments, got %q", cmd.CommandPath(), args[0])
+	}
+	return nil
+}
+
+func (c *cli) newListUnitsCommand() *cobra.Command {
+	var lf listFlags
+	cmd := &cobra.Command{
+		Use:   "list-units",
+		Short: "List the current state of units in the cluster",
+		Long: `List the state systemd reports for units on the machines of the cluster,
+one row per unit and machine, sorted by unit name then machine ID.`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			fields, err := parseFields(lf.fields, unitStateFields)
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			client, err := c.api()
+			if err != nil {
+				return err
+			}
+			states, err := client.UnitStates(ctx, "", "")
+			if err != nil {
+				return failf("Error retrieving list of units from repository: %w", err)
+			}
+			var machines []*api.Machine
+			if slices.Contains(fields, "machine") {
+				if machines, err = client.Machines(ctx); err != nil {
+					return failf("Error retrieving list of active machines: %w", err)
+				}
+			}
+			fmt.Fprint(cmd.OutOrStdout(), formatUnits(states, machines, fields, lf.full, !lf.noLegend))
+			return nil
+		},
+	}
+	lf.register(cmd.Flags(), defaultUnitStateFields, unitStateFields, true)
+	return cmd
+}
+
+func (c *cli) newListUnitFilesCommand() *cobra.Command {
+	var lf listFlags
+	cmd := &cobra.Command{
+		Use:   "list-unit-files",
+		Short: "List the units that exist in the cluster",
+		Long: `List every unit in the cluster with its desired and current state and the
+machine it is scheduled to, sorted by name.`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			fields, err := parseFields(lf.fields, unitFileFields)
+			if err != nil {
+				return err
+			}
+			if slices.Contains(fields, "tmachine") {
+				fmt.Fprintln(cmd.ErrOrStderr(), `WARNING: The "tmachine" field is deprecated. Use "target" instead`)
+			}
+			ctx := cmd.Context()
+			client, err := c.api()
+			if err != nil {
+				return err
+			}
+			units, err := client.Units(ctx)
+			if err != nil {
+				return failf("Error retrieving list of units from repository: %w", err)
+			}
+			var machines []*api.Machine
+			if slices.Contains(fields, "target") || slices.Contains(fields, "tmachine") {
+				if machines, err = client.Machines(ctx); err != nil {
+					return failf("Error retrieving list of active machines: %w", err)
+				}
+			}
+			fmt.Fprint(cmd.OutOrStdout(), formatUnitFiles(units, machines, fields, lf.full, !lf.noLegend))
+			return nil
+		},
+	}
+	lf.register(cmd.Flags(), defaultUnitFileFields, unitFileFields, false)
+	return cmd
+}
+
+func (c *cli) newListMachinesCommand() *cobra.Command {
+	var lf listFlags
+	cmd := &cobra.Command{
+		Use:   "list-machines",
+		Short: "Enumerate the current hosts in the cluster",
+		Long:  `List the live machines of the cluster with their IP address and metadata.`,
+		Args:  noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			fields, err := parseFields(lf.fields, machineFields)
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			client, err := c.api()
+			if err != nil {
+				return err
+			}
+			machines, err := client.Machines(ctx)
+			if err != nil {
+				return failf("Error retrieving list of active machines from fleet API (%w)\n"+
+					"Possible issues:\n"+
+					"  - fleetd is not running, or not reachable at the endpoint %s\n"+
+					"  - the endpoint is wrong: check --endpoint or FLEETCTL_ENDPOINT\n"+
+					"  - the TLS settings do not match the server (--ca-file, --cert-file, --key-file)",
+					err, c.global.endpoint)
+			}
+			fmt.Fprint(cmd.OutOrStdout(), formatMachines(machines, fields, lf.full, !lf.noLegend))
+			return nil
+		},
+	}
+	lf.register(cmd.Flags(), defaultMachineFields, machineFields, true)
+	return cmd
+}
