@@ -1,0 +1,248 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/fleet-next/fleet/unit"
+)
+
+// View is a watch-fed view of the cluster (registry.ClusterView).
+type View interface {
+	Changed() <-chan struct{}
+	Snapshot() (unit.Cluster, bool)
+	WaitRevision(ctx context.Context, rev int64) error
+}
+
+// Leader is a won election (registry.Leader): Done closes when leadership is
+// lost; Apply writes fenced by the election.
+type Leader interface {
+	Done() <-chan struct{}
+	Apply(ctx context.Context, changes []Change) (rev int64, err error)
+	Resign(ctx context.Context) error
+}
+
+// Store is what the engine needs from the registry.
+type Store interface {
+	// Campaign blocks until this engine leads, or ctx ends.
+	Campaign(ctx context.Context, id string) (Leader, error)
+	// Follow starts a view of the cluster that lives until ctx ends.
+	Follow(ctx context.Context) View
+}
+
+// Config configures an Engine.
+type Config struct {
+	MachineID string
+	// ReconcileInterval is the level-triggered period; changes trigger a
+	// round at once (after Debounce).
+	ReconcileInterval time.Duration
+	Debounce          time.Duration
+	// LossGrace is how long a machine holding units may be absent before its
+	// units are moved.
+	LossGrace time.Duration
+	// MaxMovesPerRound bounds reschedules per round (0 = unbounded).
+	MaxMovesPerRound int
+	Logger           *slog.Logger
+	Now              func() time.Time
+}
+
+// Engine campaigns for leadership and, while it leads, keeps the schedule in
+// line with the units' desired states.
+type Engine struct {
+	cfg   Config
+	store Store
+	log   *slog.Logger
+	reqs  *reqCache
+
+	mu      sync.Mutex // guards leading
+	leading bool
+}
+
+// New returns an engine; Run starts it.
+func New(store Store, cfg Config) *Engine {
+	if cfg.ReconcileInterval <= 0 {
+		cfg.ReconcileInterval = 2 * time.Second
+	}
+	if cfg.Debounce <= 0 {
+		cfg.Debounce = 20 * time.Millisecond
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Engine{cfg: cfg, store: store, log: cfg.Logger, reqs: newReqCache()}
+}
+
+// Leading reports whether this engine currently leads.
+func (e *Engine) Leading() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.leading
+}
+
+// Run campaigns and leads until ctx ends. It returns nil on cancellation.
+func (e *Engine) Run(ctx context.Context) error {
+	backoff := 500 * time.Millisecond
+	for ctx.Err() == nil {
+		leader, err := e.store.Campaign(ctx, e.cfg.MachineID)
+		if err != nil {
+			if ctx.Err() != nil {
+				break
+			}
+			e.log.Warn("engine election failed; retrying", "err", err, "in", backoff)
+			sleep(ctx, backoff)
+			backoff = min(backoff*2, 10*time.Second)
+			continue
+		}
+		backoff = 500 * time.Millisecond
+		e.setLeading(true)
+		e.log.Info("engine leading")
+		err = e.lead(ctx, leader)
+		e.setLeading(false)
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		if rerr := leader.Resign(rctx); rerr != nil {
+			e.log.Debug("resign after leading", "err", rerr)
+		}
+		cancel()
+		if err != nil && ctx.Err() == nil {
+			e.log.Warn("engine lost leadership", "err", err)
+		}
+	}
+	return nil
+}
+
+func (e *Engine) setLeading(v bool) {
+	e.mu.Lock()
+	e.leading = v
+	e.mu.Unlock()
+}
+
+// lead reconciles until leadership or ctx ends.
+func (e *Engine) lead(ctx context.Context, leader Leader) error {
+	lctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-leader.Done():
+			cancel()
+		case <-lctx.Done():
+		}
+	}()
+	view := e.store.Follow(lctx)
+	absent := make(map[string]time.Time)
+	tick := time.NewTicker(e.cfg.ReconcileInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-lctx.Done():
+			if ctx.Err() != nil {
+				return nil
+			}
+			return errors.New("leadership session ended")
+		case <-view.Changed():
+			sleep(lctx, e.cfg.Debounce) // let a burst of changes land together
+		case <-tick.C:
+		}
+		snap, ok := view.Snapshot()
+		if !ok {
+			continue
+		}
+		changes := Plan(e.input(snap, absent))
+		if len(changes) == 0 {
+			continue
+		}
+		rev, err := leader.Apply(lctx, changes)
+		if err != nil {
+			if lctx.Err() != nil {
+				continue
+			}
+			return fmt.Errorf("apply schedule: %w", err)
+		}
+		e.log.Debug("schedule changed", "changes", len(changes), "revision", rev)
+		if err := view.WaitRevision(lctx, rev); err != nil {
+			continue
+		}
+	}
+}
+
+// input builds the planner input and maintains the absence record of
+// machines that hold placements but are not live.
+func (e *Engine) input(snap unit.Cluster, absent map[string]time.Time) Input {
+	now := e.cfg.Now()
+	holding := make(map[string]bool)
+	for _, pm := range snap.Placements {
+		for mid := range pm {
+			holding[mid] = true
+		}
+	}
+	for mid := range holding {
+		if _, live := snap.Machines[mid]; live {
+			delete(absent, mid)
+		} else if _, seen := absent[mid]; !seen {
+			absent[mid] = now
+			e.log.Info("machine holding units is absent", "machine", mid, "grace", e.cfg.LossGrace)
+		}
+	}
+	for mid := range absent {
+		if !holding[mid] {
+			delete(absent, mid)
+		}
+	}
+	return Input{Cluster: snap, Now: now, Absent: absent, Grace: e.cfg.LossGrace, Reqs: e.reqs.get,
+		MaxMoves: e.cfg.MaxMovesPerRound}
+}
+
+// reqCache memoizes parsed requirements by unit name and hash.
+type reqCache struct {
+	mu sync.Mutex // guards m
+	m  map[reqKey]reqEntry
+}
+
+type reqKey struct {
+	name string
+	hash unit.Hash
+}
+
+type reqEntry struct {
+	r   unit.Requirements
+	err error
+}
+
+func newReqCache() *reqCache { return &reqCache{m: make(map[reqKey]reqEntry)} }
+
+func (c *reqCache) get(u unit.Unit) (unit.Requirements, error) {
+	k := reqKey{u.Name, u.Hash}
+	c.mu.Lock()
+	e, ok := c.m[k]
+	c.mu.Unlock()
+	if ok {
+		return e.r, e.err
+	}
+	f, err := unit.Parse(u.Content)
+	if err == nil {
+		e.r = f.Requirements(u.Name)
+	}
+	e.err = err
+	c.mu.Lock()
+	if len(c.m) > 100000 {
+		clear(c.m)
+	}
+	c.m[k] = e
+	c.mu.Unlock()
+	return e.r, e.err
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}

@@ -1,0 +1,539 @@
+package engine
+
+import (
+	"cmp"
+	"fmt"
+	"maps"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/fleet-next/fleet/unit"
+)
+
+// ChangeKind is what a Change does to the schedule.
+type ChangeKind int
+
+// The kinds of schedule change.
+const (
+	Place       ChangeKind = iota + 1 // add a placement
+	Update                            // rewrite a placement (new contents or desired state)
+	Unplace                           // remove a placement
+	SetReason                         // record why a unit cannot be placed
+	ClearReason                       // the unit is placed (or no longer wants to be)
+)
+
+func (k ChangeKind) String() string {
+	switch k {
+	case Place:
+		return "place"
+	case Update:
+		return "update"
+	case Unplace:
+		return "unplace"
+	case SetReason:
+		return "set-reason"
+	case ClearReason:
+		return "clear-reason"
+	}
+	return fmt.Sprintf("ChangeKind(%d)", int(k))
+}
+
+// Change is one typed action of a plan.
+type Change struct {
+	Kind      ChangeKind
+	Placement unit.Placement // Place, Update, Unplace
+	Unit      string         // SetReason, ClearReason
+	Reason    string         // SetReason; for Unplace, why
+}
+
+// Requirements resolves a unit's [X-Fleet] requirements. It returns an
+// error for a unit whose contents cannot be parsed.
+type Requirements func(u unit.Unit) (unit.Requirements, error)
+
+// Input is everything one scheduling decision depends on.
+type Input struct {
+	Cluster unit.Cluster
+	// Now and Absent implement the loss grace: a machine that holds
+	// placements but is not live is only considered lost once it has been
+	// absent for Grace. Until then its placements stay and nothing new goes
+	// there, so a store outage or a restart never moves units.
+	Now    time.Time
+	Absent map[string]time.Time // machine ID -> first seen absent
+	Grace  time.Duration
+	Reqs   Requirements
+	// MaxMoves bounds how many placements of lost machines are moved in one
+	// plan (0 = unbounded); the rest wait for the next round.
+	MaxMoves int
+}
+
+// Reasons a unit cannot be placed. They are shown to users verbatim.
+const (
+	ReasonNoMachines    = "no live machines"
+	reasonUnparseable   = "unit contents cannot be parsed: %v"
+	reasonMachineID     = "MachineID %s is not a live machine"
+	reasonMetadata      = "no live machine matches MachineMetadata %s"
+	reasonPeerNotPlaced = "MachineOf %s, which is not scheduled"
+	reasonConflicts     = "conflicts with %s on every candidate machine"
+	reasonNoCandidate   = "no machine can take it (MachineID, MachineMetadata, MachineOf and Conflicts combined)"
+	reasonPeerCycle     = "MachineOf requirements form a cycle"
+	reasonPeerReplaced  = "MachineOf requirements lead to %s, which it replaces"
+)
+
+type candidate struct {
+	u     unit.Unit
+	reqs  unit.Requirements
+	err   error
+	unsat bool // err is a contradiction in the requirements, not a parse error
+}
+
+// machineState tracks what the plan puts on one machine.
+type machineState struct {
+	m     unit.Machine
+	units map[string]*candidate // accepted units by name
+}
+
+// planRounds bounds how often Plan re-plans its own result.
+const planRounds = 8
+
+// Plan computes the changes that bring the schedule in line with the units'
+// desired states and requirements. It is a pure function of its input:
+// iteration is always in a fixed order, so the same input gives the same
+// plan. Existing valid placements are kept (no churn); only units without a
+// valid placement are placed, each on the least-loaded machine that
+// satisfies its requirements, ties broken by machine ID.
+//
+// One round decides units one after another, so a later decision (a
+// Replaces eviction, a unit placed after another was refused) can leave an
+// earlier one stale. Plan therefore plans its own result again until
+// nothing changes, so that planning the applied result yields no changes.
+func Plan(in Input) []Change {
+	budget := -1 // moves left; -1 is unbounded
+	if in.MaxMoves > 0 {
+		budget = in.MaxMoves
+	}
+	cur := in.Cluster
+	var desired map[string]map[string]unit.Placement
+	var reasons map[string]string
+	for range planRounds {
+		var moves int
+		desired, reasons, moves = planRound(in, cur, budget)
+		if budget >= 0 {
+			budget = max(0, budget-moves)
+		}
+		if samePlacements(desired, cur.Placements) && maps.Equal(reasons, cur.Reasons) {
+			break
+		}
+		cur.Placements, cur.Reasons = desired, reasons
+	}
+	return diff(in.Cluster, desired, reasons)
+}
+
+// planRound is one pass over the units against schedule c. budget is how
+// many placements may still move (-1 unbounded); it returns the desired
+// schedule, the reasons and the number of moves made.
+func planRound(in Input, c unit.Cluster, budget int) (map[string]map[string]unit.Placement, map[string]string, int) {
+	// Machines: live ones take units; absent ones within grace keep theirs.
+	live := make(map[string]*machineState, len(c.Machines))
+	for id, m := range c.Machines {
+		live[id] = &machineState{m: m, units: map[string]*candidate{}}
+	}
+	held := make(map[string]bool) // absent machines whose placements are kept
+	for id, since := range in.Absent {
+		if _, ok := live[id]; !ok && in.Now.Sub(since) < in.Grace {
+			held[id] = true
+		}
+	}
+
+	cands := orderCandidates(c.Units, in.Reqs)
+	desired := make(map[string]map[string]unit.Placement) // unit -> machine -> placement
+	reasons := make(map[string]string)
+	moves := 0
+
+	placeOn := func(cd *candidate, ms *machineState) {
+		ms.units[cd.u.Name] = cd
+		if desired[cd.u.Name] == nil {
+			desired[cd.u.Name] = map[string]unit.Placement{}
+		}
+		desired[cd.u.Name][ms.m.ID] = unit.Placement{Unit: cd.u.Name, Machine: ms.m.ID, Hash: cd.u.Hash,
+			Desired: cd.u.Desired, Content: cd.u.Content}
+	}
+	keepHeld := func(name string, p unit.Placement, cd *candidate) {
+		if desired[name] == nil {
+			desired[name] = map[string]unit.Placement{}
+		}
+		p.Hash, p.Desired, p.Content = cd.u.Hash, cd.u.Desired, cd.u.Content
+		desired[name][p.Machine] = p
+	}
+
+	// Pass 1: keep every existing placement that is still valid. Units
+	// that follow (MachineOf) a global unit, directly or through other
+	// followers, are checked once the global units are placed.
+	keepValid := func(cd *candidate) {
+		for _, mid := range sortedKeys(c.Placements[cd.u.Name]) {
+			if held[mid] {
+				keepHeld(cd.u.Name, c.Placements[cd.u.Name][mid], cd)
+				break
+			}
+			ms, ok := live[mid]
+			if !ok || len(desired[cd.u.Name]) > 0 {
+				continue
+			}
+			if why := ableToRun(cd, ms, live); why == "" {
+				placeOn(cd, ms)
+			}
+		}
+	}
+	afterGlobals := followersOfGlobals(cands)
+	for _, cd := range cands {
+		if cd.err != nil || cd.u.Desired == unit.StateInactive || cd.u.Global || afterGlobals[cd.u.Name] {
+			continue
+		}
+		keepValid(cd)
+	}
+	// Global units go to every live machine they fit, in submission order.
+	for _, cd := range cands {
+		if cd.err != nil || cd.u.Desired == unit.StateInactive || !cd.u.Global {
+			continue
+		}
+		for _, mid := range sortedKeys(live) {
+			ms := live[mid]
+			if cd.reqs.MatchesMetadata(ms.m.Metadata) && conflictOn(cd, ms) == "" {
+				placeOn(cd, ms)
+			}
+		}
+		for mid, p := range c.Placements[cd.u.Name] {
+			if held[mid] {
+				keepHeld(cd.u.Name, p, cd)
+			}
+		}
+	}
+	for _, cd := range cands {
+		if cd.err == nil && cd.u.Desired != unit.StateInactive && afterGlobals[cd.u.Name] {
+			keepValid(cd)
+		}
+	}
+	// Pass 2: place what has no valid placement, in dependency then
+	// submission order.
+	for _, cd := range cands {
+		name := cd.u.Name
+		if cd.u.Desired == unit.StateInactive || cd.u.Global {
+			continue
+		}
+		if cd.unsat {
+			reasons[name] = cd.err.Error()
+			continue
+		}
+		if cd.err != nil {
+			reasons[name] = fmt.Sprintf(reasonUnparseable, cd.err)
+			continue
+		}
+		if len(desired[name]) > 0 {
+			continue
+		}
+		wasPlaced := len(c.Placements[name]) > 0
+		if wasPlaced && budget >= 0 && moves >= budget {
+			// Keep the old placement record until a later round moves it.
+			for mid, p := range c.Placements[name] {
+				if desired[name] == nil {
+					desired[name] = map[string]unit.Placement{}
+				}
+				desired[name][mid] = p
+			}
+			continue
+		}
+		best, why := pickMachine(cd, live)
+		if best == nil {
+			reasons[name] = why
+			continue
+		}
+		if wasPlaced {
+			moves++
+		}
+		placeOn(cd, best)
+		// Replaces: units on best that this unit replaces move elsewhere.
+		for _, other := range sortedKeys(best.units) {
+			oc := best.units[other]
+			if other == name || !cd.reqs.ReplacesUnit(other) || oc.reqs.ReplacesUnit(name) {
+				continue
+			}
+			delete(best.units, other)
+			delete(desired[other], best.m.ID)
+			dest := leastLoaded(live, func(ms *machineState) bool { return ms != best && ableToRun(oc, ms, live) == "" })
+			if dest != nil {
+				placeOn(oc, dest)
+			} else {
+				reasons[other] = fmt.Sprintf("replaced by %s and no other machine can take it", name)
+			}
+		}
+	}
+	return desired, reasons, moves
+}
+
+// samePlacements compares schedules, ignoring units with no placement.
+func samePlacements(a, b map[string]map[string]unit.Placement) bool {
+	for name, pm := range a {
+		if !maps.Equal(pm, b[name]) {
+			return false
+		}
+	}
+	for name, pm := range b {
+		if _, ok := a[name]; !ok && len(pm) > 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// orderCandidates sorts units so that MachineOf peers come before their
+// followers and otherwise by submission order, then name.
+func orderCandidates(units map[string]unit.Unit, reqs Requirements) []*candidate {
+	all := make([]*candidate, 0, len(units))
+	for _, u := range units {
+		cd := &candidate{u: u}
+		if reqs != nil {
+			cd.reqs, cd.err = reqs(u)
+		}
+		all = append(all, cd)
+	}
+	slices.SortFunc(all, func(a, b *candidate) int {
+		return cmp.Or(cmp.Compare(a.u.Seq, b.u.Seq), strings.Compare(a.u.Name, b.u.Name))
+	})
+	byName := make(map[string]*candidate, len(all))
+	for _, cd := range all {
+		byName[cd.u.Name] = cd
+	}
+	out := make([]*candidate, 0, len(all))
+	state := make(map[string]int) // 0 new, 1 visiting, 2 done
+	var visit func(cd *candidate)
+	visit = func(cd *candidate) {
+		switch state[cd.u.Name] {
+		case 1:
+			cd.err, cd.unsat = fmt.Errorf("%s", reasonPeerCycle), true
+			return
+		case 2:
+			return
+		}
+		state[cd.u.Name] = 1
+		for _, peer := range cd.reqs.MachineOf {
+			if p, ok := byName[peer]; ok {
+				visit(p)
+				if p.unsat {
+					cd.err, cd.unsat = p.err, true
+				}
+			}
+		}
+		state[cd.u.Name] = 2
+		out = append(out, cd)
+	}
+	for _, cd := range all {
+		visit(cd)
+	}
+	// A unit that must share a machine with a unit it replaces would evict
+	// its own peer: it can never be placed.
+	for _, cd := range out {
+		if cd.err != nil || len(cd.reqs.Replaces) == 0 {
+			continue
+		}
+		for _, peer := range peerClosure(cd, byName) {
+			if cd.reqs.ReplacesUnit(peer) {
+				cd.err, cd.unsat = fmt.Errorf(reasonPeerReplaced, peer), true
+				break
+			}
+		}
+	}
+	return out
+}
+
+// peerClosure lists, sorted, the units cd must share a machine with:
+// its MachineOf peers, theirs, and so on.
+func peerClosure(cd *candidate, byName map[string]*candidate) []string {
+	seen := make(map[string]bool)
+	queue := slices.Clone(cd.reqs.MachineOf)
+	for len(queue) > 0 {
+		name := queue[0]
+		queue = queue[1:]
+		if seen[name] || name == cd.u.Name {
+			continue
+		}
+		seen[name] = true
+		if p, ok := byName[name]; ok {
+			queue = append(queue, p.reqs.MachineOf...)
+		}
+	}
+	return sortedKeys(seen)
+}
+
+// followersOfGlobals names the non-global units with a MachineOf peer that
+// is global or itself such a follower. cands is in dependency order.
+func followersOfGlobals(cands []*candidate) map[string]bool {
+	global := make(map[string]bool)
+	for _, cd := range cands {
+		if cd.u.Global {
+			global[cd.u.Name] = true
+		}
+	}
+	out := make(map[string]bool)
+	for _, cd := range cands {
+		if cd.u.Global {
+			continue
+		}
+		for _, peer := range cd.reqs.MachineOf {
+			if global[peer] || out[peer] {
+				out[cd.u.Name] = true
+			}
+		}
+	}
+	return out
+}
+
+// ableToRun returns "" if cd may run on ms, else why not.
+func ableToRun(cd *candidate, ms *machineState, live map[string]*machineState) string {
+	r := cd.reqs
+	if r.MachineID != "" && !unit.MatchMachineID(r.MachineID, ms.m.ID) {
+		return fmt.Sprintf(reasonMachineID, r.MachineID)
+	}
+	if !r.MatchesMetadata(ms.m.Metadata) {
+		return fmt.Sprintf(reasonMetadata, formatMetadata(r.Metadata))
+	}
+	for _, peer := range r.MachineOf {
+		if _, ok := ms.units[peer]; !ok {
+			return fmt.Sprintf(reasonPeerNotPlaced, peer)
+		}
+	}
+	return conflictOn(cd, ms)
+}
+
+// conflictOn returns "" if cd conflicts with nothing accepted on ms.
+func conflictOn(cd *candidate, ms *machineState) string {
+	for _, name := range sortedKeys(ms.units) {
+		other := ms.units[name]
+		if name == cd.u.Name || cd.reqs.ReplacesUnit(name) {
+			continue
+		}
+		// A unit never joins a machine whose unit replaces it; mutual
+		// replacement is ignored (the first check above lets it through).
+		if other.reqs.ReplacesUnit(cd.u.Name) || unit.ConflictsWith(cd.u.Name, cd.reqs, name, other.reqs) {
+			return fmt.Sprintf(reasonConflicts, name)
+		}
+	}
+	return ""
+}
+
+// pickMachine returns the least-loaded live machine cd can run on, or the
+// most telling reason none can.
+func pickMachine(cd *candidate, live map[string]*machineState) (*machineState, string) {
+	if len(live) == 0 {
+		return nil, ReasonNoMachines
+	}
+	best := leastLoaded(live, func(ms *machineState) bool { return ableToRun(cd, ms, live) == "" })
+	if best != nil {
+		return best, ""
+	}
+	// Explain: the first requirement that rules out every machine.
+	r := cd.reqs
+	anyMatch := func(f func(ms *machineState) bool) bool {
+		for _, ms := range live {
+			if f(ms) {
+				return true
+			}
+		}
+		return false
+	}
+	switch {
+	case r.MachineID != "" && !anyMatch(func(ms *machineState) bool { return unit.MatchMachineID(r.MachineID, ms.m.ID) }):
+		return nil, fmt.Sprintf(reasonMachineID, r.MachineID)
+	case !anyMatch(func(ms *machineState) bool { return r.MatchesMetadata(ms.m.Metadata) }):
+		return nil, fmt.Sprintf(reasonMetadata, formatMetadata(r.Metadata))
+	}
+	for _, peer := range r.MachineOf {
+		if !anyMatch(func(ms *machineState) bool { _, ok := ms.units[peer]; return ok }) {
+			return nil, fmt.Sprintf(reasonPeerNotPlaced, peer)
+		}
+	}
+	var conflicting []string
+	for _, id := range sortedKeys(live) {
+		if why := conflictOn(cd, live[id]); why != "" {
+			conflicting = append(conflicting, strings.TrimPrefix(why, "conflicts with "))
+		}
+	}
+	if len(conflicting) > 0 && len(conflicting) == len(live) {
+		names := map[string]bool{}
+		for _, s := range conflicting {
+			names[strings.TrimSuffix(s, " on every candidate machine")] = true
+		}
+		return nil, fmt.Sprintf(reasonConflicts, strings.Join(sortedKeys(names), ", "))
+	}
+	return nil, reasonNoCandidate
+}
+
+// leastLoaded returns the machine with the fewest accepted units among those
+// ok accepts, ties broken by machine ID; nil if none.
+func leastLoaded(live map[string]*machineState, ok func(*machineState) bool) *machineState {
+	var best *machineState
+	for _, id := range sortedKeys(live) {
+		ms := live[id]
+		if !ok(ms) {
+			continue
+		}
+		if best == nil || len(ms.units) < len(best.units) {
+			best = ms
+		}
+	}
+	return best
+}
+
+// diff turns the desired schedule into changes against the current one.
+func diff(c unit.Cluster, desired map[string]map[string]unit.Placement, reasons map[string]string) []Change {
+	var out []Change
+	for _, name := range sortedKeys(c.Placements) {
+		for _, mid := range sortedKeys(c.Placements[name]) {
+			if _, keep := desired[name][mid]; !keep {
+				out = append(out, Change{Kind: Unplace, Placement: c.Placements[name][mid]})
+			}
+		}
+	}
+	for _, name := range sortedKeys(desired) {
+		for _, mid := range sortedKeys(desired[name]) {
+			p := desired[name][mid]
+			old, had := c.Placements[name][mid]
+			switch {
+			case !had:
+				out = append(out, Change{Kind: Place, Placement: p})
+			case old.Hash != p.Hash || old.Desired != p.Desired:
+				out = append(out, Change{Kind: Update, Placement: p})
+			}
+		}
+	}
+	for _, name := range sortedKeys(reasons) {
+		if c.Reasons[name] != reasons[name] {
+			out = append(out, Change{Kind: SetReason, Unit: name, Reason: reasons[name]})
+		}
+	}
+	for _, name := range sortedKeys(c.Reasons) {
+		if _, still := reasons[name]; !still {
+			out = append(out, Change{Kind: ClearReason, Unit: name})
+		}
+	}
+	return out
+}
+
+func formatMetadata(md map[string][]string) string {
+	var parts []string
+	for _, k := range sortedKeys(md) {
+		for _, v := range md[k] {
+			parts = append(parts, k+"="+v)
+		}
+	}
+	return strings.Join(parts, ",")
+}
+
+func sortedKeys[M ~map[string]V, V any](m M) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
