@@ -216,16 +216,17 @@ type Leader struct {
 	rev   int64  // its create revision: the fencing token
 }
 
-// Campaign blocks until this engine leads or ctx ends. ttl bounds how long a
-// dead leader keeps the role.
-func (r *Etcd) Campaign(ctx context.Context, id string, ttl time.Duration) (*Leader, error) {
-	sess, err := concurrency.NewSession(r.cli, concurrency.WithTTL(int((ttl+time.Second-1)/time.Second)), concurrency.WithContext(ctx))
+// Campaign blocks until this engine leads or ctx ends. The election key
+// lives on the machine's own lease, so a machine's presence and its
+// leadership expire together and leading costs no extra keep-alives.
+func (r *Etcd) Campaign(ctx context.Context, id string, lease LeaseID) (*Leader, error) {
+	sess, err := concurrency.NewSession(r.cli, concurrency.WithLease(lease), concurrency.WithContext(ctx))
 	if err != nil {
 		return nil, storeErr("open election session", err)
 	}
 	e := concurrency.NewElection(sess, r.keys.election())
 	if err := e.Campaign(ctx, id); err != nil {
-		_ = sess.Close()
+		sess.Orphan() // stop our keep-alive of the machine lease; never revoke it
 		return nil, storeErr("campaign for engine leadership", err)
 	}
 	return &Leader{r: r, sess: sess, elect: e, key: e.Key(), rev: e.Rev()}, nil
@@ -234,13 +235,10 @@ func (r *Etcd) Campaign(ctx context.Context, id string, ttl time.Duration) (*Lea
 // Done closes when the leadership session ends.
 func (l *Leader) Done() <-chan struct{} { return l.sess.Done() }
 
-// Resign gives up leadership and closes the session. Idempotent.
+// Resign gives up leadership. The machine lease stays. Idempotent.
 func (l *Leader) Resign(ctx context.Context) error {
-	err := l.elect.Resign(ctx)
-	if cerr := l.sess.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
+	defer l.sess.Orphan()
+	if err := l.elect.Resign(ctx); err != nil {
 		return storeErr("resign engine leadership", err)
 	}
 	return nil
@@ -291,4 +289,17 @@ func (l *Leader) Apply(ctx context.Context, changes []ScheduleChange) (int64, er
 		rev = resp.Header.Revision
 	}
 	return rev, nil
+}
+
+// EngineLeader returns the machine ID of the current engine leader, or ""
+// if there is none.
+func (r *Etcd) EngineLeader(ctx context.Context) (string, error) {
+	resp, err := r.cli.Get(ctx, r.keys.election()+"/", clientv3.WithFirstCreate()...)
+	if err != nil {
+		return "", storeErr("read engine leader", err)
+	}
+	if len(resp.Kvs) == 0 {
+		return "", nil
+	}
+	return string(resp.Kvs[0].Value), nil
 }

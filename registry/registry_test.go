@@ -129,7 +129,15 @@ func TestScheduleWatchAndFencing(t *testing.T) {
 	if got := <-sched; len(got) != 0 {
 		t.Fatalf("initial schedule = %v, want empty", got)
 	}
-	l1, err := r.Campaign(ctx, "m1", 2*time.Second)
+	lease1, err := r.Register(ctx, unit.Machine{ID: "m1"}, "i1", 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lease2, err := r.Register(ctx, unit.Machine{ID: "m2"}, "i2", 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l1, err := r.Campaign(ctx, "m1", lease1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,13 +160,17 @@ func TestScheduleWatchAndFencing(t *testing.T) {
 	if err := l1.Resign(ctx); err != nil {
 		t.Fatal(err)
 	}
-	l2, err := e.Registry(t).Campaign(ctx, "m2", 2*time.Second)
+	l2, err := e.Registry(t).Campaign(ctx, "m2", lease2)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer l2.Resign(ctx)
 	if _, err := l1.Apply(ctx, []registry.ScheduleChange{{Delete: &p}}); !errors.Is(err, registry.ErrNotLeader) {
 		t.Fatalf("deposed leader write: err=%v, want ErrNotLeader", err)
+	}
+	// Resigning leaves the machine's lease (and so its presence) alone.
+	if ms, err := r.Machines(ctx); err != nil || len(ms) != 2 {
+		t.Fatalf("machines after resign: %+v %v", ms, err)
 	}
 	// Batches larger than one transaction are all written.
 	var big []registry.ScheduleChange

@@ -11,7 +11,6 @@ import (
 	"github.com/fleet-next/fleet/unit"
 )
 
-
 // Units returns every unit sorted by name with its placement and current
 // state, read in one transaction so the view is consistent.
 func (r *Etcd) Units(ctx context.Context) ([]unit.UnitStatus, error) {

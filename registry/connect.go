@@ -1,0 +1,65 @@
+package registry
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"os"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+)
+
+// ConnectConfig says how to reach etcd.
+type ConnectConfig struct {
+	Endpoints          []string
+	KeyFile, CertFile  string // client certificate (both or neither)
+	CAFile             string // verify the server against this CA; "" = system roots
+	Username, Password string
+	DialTimeout        time.Duration
+}
+
+// Connect creates an etcd client. It does not wait for the cluster to be
+// reachable: the client connects in the background and retries.
+func Connect(cfg ConnectConfig) (*clientv3.Client, error) {
+	cc := clientv3.Config{
+		Endpoints:   cfg.Endpoints,
+		DialTimeout: cfg.DialTimeout,
+		Username:    cfg.Username,
+		Password:    cfg.Password,
+		Logger:      zap.NewNop(),
+		// Keep connections healthy across partitions: detect a dead peer in
+		// seconds rather than at the TCP timeout.
+		DialKeepAliveTime:    5 * time.Second,
+		DialKeepAliveTimeout: 5 * time.Second,
+	}
+	if cfg.CAFile != "" || cfg.CertFile != "" {
+		// Never skip verification (fleet did when no client cert was given).
+		tc := &tls.Config{MinVersion: tls.VersionTLS12}
+		if cfg.CAFile != "" {
+			pem, err := os.ReadFile(cfg.CAFile)
+			if err != nil {
+				return nil, fmt.Errorf("read etcd CA file: %w", err)
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				return nil, fmt.Errorf("etcd CA file %s holds no PEM certificate", cfg.CAFile)
+			}
+			tc.RootCAs = pool
+		}
+		if cfg.CertFile != "" {
+			cert, err := tls.LoadX509KeyPair(cfg.CertFile, cfg.KeyFile)
+			if err != nil {
+				return nil, fmt.Errorf("load etcd client certificate: %w", err)
+			}
+			tc.Certificates = []tls.Certificate{cert}
+		}
+		cc.TLS = tc
+	}
+	cli, err := clientv3.New(cc)
+	if err != nil {
+		return nil, fmt.Errorf("create etcd client: %w", err)
+	}
+	return cli, nil
+}
