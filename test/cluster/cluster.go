@@ -1,0 +1,431 @@
+// Package cluster runs real multi-host fleet clusters on one machine for
+// tests: every host is a real fleetd process with its own machine ID, API
+// socket, public IP label, metadata and its own isolated systemd --user
+// (own cgroup subtree and XDG directories), all against one real etcd, each
+// through a TCP proxy the test can cut to simulate a partition. Everything
+// is torn down by PID and path in t.Cleanup, also when a test fails.
+package cluster
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/fleet-next/fleet/registry"
+	"github.com/fleet-next/fleet/registry/registrytest"
+	"github.com/fleet-next/fleet/systemd"
+	"github.com/fleet-next/fleet/systemd/launch"
+	"github.com/fleet-next/fleet/unit"
+)
+
+// Options shape a cluster.
+type Options struct {
+	Hosts    int
+	AgentTTL time.Duration // default 3s
+	// Metadata returns host i's metadata ("k=v,k2=v2"); nil = "host=<i>".
+	Metadata func(i int) string
+	// Env adds FLEET_* settings to every host.
+	Env []string
+	// EtcdProcess runs etcd as a separate process (see FreezeEtcd) instead
+	// of in the test process.
+	EtcdProcess bool
+}
+
+// Cluster is a running test cluster.
+type Cluster struct {
+	t        testing.TB
+	Hosts    []*Host
+	Endpoint string // etcd client URL
+	bins     string
+	opts     Options
+	etcdProc *os.Process
+}
+
+// Host is one simulated machine.
+type Host struct {
+	c         *Cluster
+	Index     int
+	MachineID string
+	IP        string // label published as the machine's public IP
+	Dir       string
+	Socket    string // API unix socket
+	Endpoint  string // unix:///.../fleet.sock for fleetctl
+	SD        *launch.Manager
+	Proxy     *Proxy
+	env       []string
+
+	mu  sync.Mutex // guards cmd and log
+	cmd *exec.Cmd
+	log *bytes.Buffer
+}
+
+var (
+	buildOnce sync.Once
+	buildDir  string
+	buildErr  error
+)
+
+// Binaries builds fleetd and fleetctl once per test process and returns
+// their directory.
+func Binaries(t testing.TB) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "fleet-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		buildDir = dir
+		root := moduleRoot()
+		for b, pkg := range map[string]string{"fleetd": "./cmd/fleetd", "fleetctl": "./cmd/fleetctl", "etcdserver": "./test/cluster/etcdserver"} {
+			cmd := exec.Command("go", "build", "-o", filepath.Join(dir, b), pkg)
+			cmd.Dir = root
+			if out, err := cmd.CombinedOutput(); err != nil {
+				buildErr = fmt.Errorf("build %s: %v\n%s", b, err, out)
+				return
+			}
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return buildDir
+}
+
+// CleanupBinaries removes the built binaries; call it from TestMain.
+func CleanupBinaries() {
+	if buildDir != "" {
+		_ = os.RemoveAll(buildDir)
+	}
+}
+
+func moduleRoot() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..")
+}
+
+// New starts etcd and opts.Hosts hosts and waits until every machine is
+// registered.
+func New(t testing.TB, opts Options) *Cluster {
+	t.Helper()
+	if opts.Hosts <= 0 {
+		opts.Hosts = 1
+	}
+	if opts.AgentTTL == 0 {
+		opts.AgentTTL = 3 * time.Second
+	}
+	c := &Cluster{t: t, bins: Binaries(t), opts: opts}
+	if opts.EtcdProcess {
+		c.startEtcdProcess()
+	} else {
+		c.Endpoint = registrytest.StartEtcd(t).Endpoint()
+	}
+	for i := range opts.Hosts {
+		c.Hosts = append(c.Hosts, c.newHost(i))
+	}
+	for _, h := range c.Hosts {
+		h.Start()
+	}
+	c.WaitMachines(opts.Hosts)
+	return c
+}
+
+// AddHost starts one more host (with machineID, or a fresh one if "") and
+// returns it without waiting for it to register.
+func (c *Cluster) AddHost(machineID string) *Host {
+	h := c.newHost(len(c.Hosts))
+	if machineID != "" {
+		h.MachineID = machineID
+		h.SetEnv("FLEET_MACHINE_ID", machineID)
+	}
+	c.Hosts = append(c.Hosts, h)
+	h.Start()
+	return h
+}
+
+// SetEnv sets a variable of the host's fleetd for its next Start.
+func (h *Host) SetEnv(key, value string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for i, kv := range h.env {
+		if strings.HasPrefix(kv, key+"=") {
+			h.env[i] = key + "=" + value
+			return
+		}
+	}
+	h.env = append(h.env, key+"="+value)
+}
+
+// Running reports whether the host's fleetd process was started and not stopped.
+func (h *Host) Running() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.cmd != nil
+}
+
+// Units asks the host's own systemd for the state of names.
+func (h *Host) Units(names ...string) map[string]unit.SystemdState {
+	h.c.t.Helper()
+	st, err := h.UnitsErr(names...)
+	if err != nil {
+		h.c.t.Fatalf("host %d: %v", h.Index, err)
+	}
+	return st
+}
+
+// UnitsErr is Units returning errors instead of failing the test.
+func (h *Host) UnitsErr(names ...string) (map[string]unit.SystemdState, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	m, err := systemd.New(ctx, systemd.Config{UnitsDir: filepath.Join(h.Dir, "probe"), PrivateSocket: h.SD.PrivateSocket()})
+	if err != nil {
+		return nil, fmt.Errorf("connect to systemd: %w", err)
+	}
+	defer m.Close()
+	st, err := m.States(ctx, names)
+	if err != nil {
+		return nil, fmt.Errorf("systemd states: %w", err)
+	}
+	return st, nil
+}
+
+func (c *Cluster) newHost(i int) *Host {
+	t := c.t
+	dir, err := os.MkdirTemp("", "fh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	sd, err := launch.Start(ctx, launch.Options{Dir: filepath.Join(dir, "rt"),
+		CgroupName: fmt.Sprintf("fleettest/%d-%s-h%d", os.Getpid(), filepath.Base(dir), i)})
+	if err != nil {
+		t.Fatalf("host %d: start systemd: %v", i, err)
+	}
+	t.Cleanup(func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := sd.Stop(sctx); err != nil {
+			t.Errorf("host %d: stop systemd: %v", i, err)
+		}
+	})
+	proxy, err := NewProxy(strings.TrimPrefix(c.Endpoint, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(proxy.Close)
+	h := &Host{c: c, Index: i, MachineID: fmt.Sprintf("%032x", 0xf1ee7000+i), IP: fmt.Sprintf("127.0.0.%d", 10+i),
+		Dir: dir, Socket: filepath.Join(dir, "fleet.sock"), SD: sd, Proxy: proxy}
+	h.Endpoint = "unix://" + h.Socket
+	md := fmt.Sprintf("host=%d", i)
+	if c.opts.Metadata != nil {
+		md = c.opts.Metadata(i)
+	}
+	h.env = append(append([]string{}, sd.Env()...),
+		"FLEET_SYSTEMD_USER=true",
+		"FLEET_MACHINE_ID="+h.MachineID,
+		"FLEET_PUBLIC_IP="+h.IP,
+		"FLEET_METADATA="+md,
+		"FLEET_ETCD_SERVERS=http://"+proxy.Addr(),
+		"FLEET_API_LISTEN="+h.Endpoint,
+		"FLEET_DATA_DIR="+filepath.Join(dir, "data"),
+		"FLEET_AGENT_TTL="+c.opts.AgentTTL.String(),
+		"FLEET_ENGINE_RECONCILE_INTERVAL=0.5",
+		"FLEET_VERBOSITY=1",
+		"PATH="+os.Getenv("PATH"),
+	)
+	h.env = append(h.env, c.opts.Env...)
+	t.Cleanup(func() {
+		h.Kill()
+		if t.Failed() {
+			t.Logf("--- fleetd log of host %d ---\n%s", i, h.Log())
+		}
+	})
+	return h
+}
+
+// Start starts the host's fleetd.
+func (h *Host) Start() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.cmd != nil {
+		h.c.t.Fatalf("host %d: fleetd already running", h.Index)
+	}
+	if h.log == nil {
+		h.log = &bytes.Buffer{}
+	}
+	cmd := exec.Command(filepath.Join(h.c.bins, "fleetd"))
+	cmd.Env = h.env
+	w := &lockedWriter{mu: &h.mu, buf: h.log}
+	cmd.Stdout, cmd.Stderr = w, w
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		h.c.t.Fatalf("host %d: start fleetd: %v", h.Index, err)
+	}
+	h.cmd = cmd
+}
+
+// Stop sends sig to fleetd and waits for it to exit.
+func (h *Host) Stop(sig syscall.Signal) {
+	h.mu.Lock()
+	cmd := h.cmd
+	h.cmd = nil
+	h.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	_ = cmd.Process.Signal(sig)
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(60 * time.Second):
+		_ = cmd.Process.Kill()
+		<-done
+		h.c.t.Errorf("host %d: fleetd did not exit on %v within 60s", h.Index, sig)
+	}
+}
+
+// Kill stops fleetd with SIGKILL (no purge).
+func (h *Host) Kill() { h.Stop(syscall.SIGKILL) }
+
+// Log returns what fleetd printed so far.
+func (h *Host) Log() string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.log == nil {
+		return ""
+	}
+	return h.log.String()
+}
+
+type lockedWriter struct {
+	mu  *sync.Mutex
+	buf *bytes.Buffer
+}
+
+func (w *lockedWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.Write(p)
+}
+
+// Result is the outcome of one fleetctl run.
+type Result struct {
+	Stdout, Stderr string
+	Exit           int
+}
+
+// Fleetctl runs fleetctl against host h's API.
+func (h *Host) Fleetctl(args ...string) Result {
+	h.c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, filepath.Join(h.c.bins, "fleetctl"), append([]string{"--endpoint", h.Endpoint}, args...)...)
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	res := Result{Stdout: out.String(), Stderr: errb.String()}
+	if ee, ok := err.(*exec.ExitError); ok {
+		res.Exit = ee.ExitCode()
+	} else if err != nil {
+		h.c.t.Fatalf("run fleetctl %v: %v", args, err)
+	}
+	return res
+}
+
+// Registry returns a registry client straight on etcd (not through a
+// proxy), closed at cleanup.
+func (c *Cluster) Registry() *registry.Etcd {
+	cli, err := registry.Connect(registry.ConnectConfig{Endpoints: []string{c.Endpoint}, DialTimeout: 5 * time.Second})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.t.Cleanup(func() { _ = cli.Close() })
+	return registry.New(cli, "", nil)
+}
+
+func (c *Cluster) startEtcdProcess() {
+	t := c.t
+	dir := t.TempDir()
+	cmd := exec.Command(filepath.Join(c.bins, "etcdserver"), filepath.Join(dir, "data"))
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start etcd: %v", err)
+	}
+	c.etcdProc = cmd.Process
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGCONT)
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	line := make([]byte, 0, 64)
+	buf := make([]byte, 1)
+	for {
+		n, err := out.Read(buf)
+		if err != nil {
+			t.Fatalf("etcd did not report its endpoint: %v", err)
+		}
+		if n == 1 && buf[0] == '\n' {
+			break
+		}
+		line = append(line, buf[:n]...)
+	}
+	c.Endpoint = strings.TrimSpace(string(line))
+	go func() { _, _ = io.Copy(io.Discard, out) }()
+}
+
+// FreezeEtcd stops (SIGSTOP) or resumes (SIGCONT) the etcd process.
+func (c *Cluster) FreezeEtcd(freeze bool) {
+	if c.etcdProc == nil {
+		c.t.Fatal("FreezeEtcd needs Options.EtcdProcess")
+	}
+	sig := syscall.SIGCONT
+	if freeze {
+		sig = syscall.SIGSTOP
+	}
+	if err := c.etcdProc.Signal(sig); err != nil {
+		c.t.Fatalf("signal etcd: %v", err)
+	}
+}
+
+// WaitMachines waits until n machines are registered.
+func (c *Cluster) WaitMachines(n int) {
+	c.t.Helper()
+	reg := c.Registry()
+	Eventually(c.t, 60*time.Second, fmt.Sprintf("%d machines registered", n), func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		ms, err := reg.Machines(ctx)
+		return err == nil && len(ms) == n
+	})
+}
+
+// Eventually polls cond every 100ms until it holds or timeout passes.
+// It is a wait with a generous bound, not a timing assertion.
+func Eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for: %s", timeout, what)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
