@@ -1,0 +1,36 @@
+# fleet: cluster-wide systemd init system.
+GO      ?= go
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X main.version=$(VERSION)
+PKGS    := ./...
+
+.PHONY: all build run test test-short vet fuzz bench cluster clean
+
+all: build
+
+build:
+	$(GO) build -ldflags '$(LDFLAGS)' -o bin/fleetd ./cmd/fleetd
+	$(GO) build -ldflags '$(LDFLAGS)' -o bin/fleetctl ./cmd/fleetctl
+
+# A whole one-host cluster: embedded etcd, engine, agent, API and (where no
+# systemd manager is reachable over D-Bus) a private systemd --user.
+run: build
+	bin/fleetd --dev
+
+# Every test: unit, property, registry on embedded etcd, and end to end
+# against real systemd --user managers. Needs root and systemd installed.
+test: vet
+	$(GO) test -count=1 -timeout 20m $(PKGS)
+
+vet:
+	$(GO) vet $(PKGS)
+
+# Run each fuzzer for a while; new interesting inputs land in testdata/fuzz.
+FUZZTIME ?= 30s
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./unit
+	$(GO) test -run '^$$' -fuzz '^FuzzValidateName$$' -fuzztime $(FUZZTIME) ./unit
+	$(GO) test -run '^$$' -fuzz '^FuzzRequirements$$' -fuzztime $(FUZZTIME) ./unit
+
+clean:
+	rm -rf bin
