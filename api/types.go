@@ -75,3 +75,28 @@ func (e *Error) Error() string {
 type ErrorResponse struct {
 	Error Error `json:"error"`
 }
+
+// UnitStatusReport is the body of GET /fleet/v1/units/<name>/status (our
+// addition): what the unit's own machine says about it.
+type UnitStatusReport struct {
+	Name               string `json:"name"`
+	MachineID          string `json:"machineID"`
+	SystemdLoadState   string `json:"systemdLoadState,omitempty"`
+	SystemdActiveState string `json:"systemdActiveState,omitempty"`
+	SystemdSubState    string `json:"systemdSubState,omitempty"`
+	MainPID            uint32 `json:"mainPID,omitempty"`
+	// Text reads like `systemctl status`: a "● name - description" line,
+	// then "Loaded:", "Active:" and "Main PID:" lines, then recent log lines
+	// when a journal is available.
+	Text string `json:"text"`
+	// JournalError says why Text has no log lines, if it has none.
+	JournalError string `json:"journalError,omitempty"`
+}
+
+// JournalOptions are the query parameters of GET
+// /fleet/v1/units/<name>/journal (our addition), which streams text/plain.
+type JournalOptions struct {
+	Lines  int    // -n; 0 = server default (10)
+	Follow bool   // -f: keep streaming until the client goes away
+	Output string // journalctl --output mode; "" = short
+}

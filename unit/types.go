@@ -82,6 +82,10 @@ type Machine struct {
 	PublicIP string
 	Metadata map[string]string // merged: config metadata overlaid by dynamic metadata
 	Version  string
+	// APIURL is where this machine's own API answers (http://host:port), so
+	// that any fleetd can forward per-machine requests (status, journal) to
+	// it; "" if it listens on unix sockets only.
+	APIURL string
 }
 
 // ShortID returns the first 8 characters of a machine ID.
