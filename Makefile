@@ -34,3 +34,8 @@ fuzz:
 
 clean:
 	rm -rf bin
+
+# A multi-host cluster on this machine, by hand: make cluster N=3
+N ?= 3
+cluster:
+	$(GO) run ./test/cluster/fleet-cluster -n $(N)

@@ -18,15 +18,26 @@ import (
 	"strings"
 	"sync"
 	"syscall"
-	"testing"
 	"time"
 
 	"github.com/fleet-next/fleet/registry"
-	"github.com/fleet-next/fleet/registry/registrytest"
 	"github.com/fleet-next/fleet/systemd"
 	"github.com/fleet-next/fleet/systemd/launch"
 	"github.com/fleet-next/fleet/unit"
 )
+
+// T is the part of testing.TB the harness uses, so that it also runs
+// outside tests (see fleet-cluster).
+type T interface {
+	Helper()
+	Logf(format string, args ...any)
+	Errorf(format string, args ...any)
+	Fatal(args ...any)
+	Fatalf(format string, args ...any)
+	Failed() bool
+	Cleanup(func())
+	TempDir() string
+}
 
 // Options shape a cluster.
 type Options struct {
@@ -43,7 +54,7 @@ type Options struct {
 
 // Cluster is a running test cluster.
 type Cluster struct {
-	t        testing.TB
+	t        T
 	Hosts    []*Host
 	Endpoint string // etcd client URL
 	bins     string
@@ -77,7 +88,7 @@ var (
 
 // Binaries builds fleetd and fleetctl once per test process and returns
 // their directory.
-func Binaries(t testing.TB) string {
+func Binaries(t T) string {
 	t.Helper()
 	buildOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "fleet-bin-")
@@ -116,7 +127,7 @@ func moduleRoot() string {
 
 // New starts etcd and opts.Hosts hosts and waits until every machine is
 // registered.
-func New(t testing.TB, opts Options) *Cluster {
+func New(t T, opts Options) *Cluster {
 	t.Helper()
 	if opts.Hosts <= 0 {
 		opts.Hosts = 1
@@ -128,7 +139,7 @@ func New(t testing.TB, opts Options) *Cluster {
 	if opts.EtcdProcess {
 		c.startEtcdProcess()
 	} else {
-		c.Endpoint = registrytest.StartEtcd(t).Endpoint()
+		c.startEmbeddedEtcd()
 	}
 	for i := range opts.Hosts {
 		c.Hosts = append(c.Hosts, c.newHost(i))
@@ -357,6 +368,17 @@ func (c *Cluster) Registry() *registry.Etcd {
 	return registry.New(cli, "", nil)
 }
 
+func (c *Cluster) startEmbeddedEtcd() {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	e, err := registry.StartEmbedded(ctx, registry.EmbeddedOptions{Dir: c.t.TempDir(), Fast: true})
+	if err != nil {
+		c.t.Fatalf("start etcd: %v", err)
+	}
+	c.t.Cleanup(e.Close) // first registered, so it runs after every client's cleanup
+	c.Endpoint = e.Endpoint()
+}
+
 func (c *Cluster) startEtcdProcess() {
 	t := c.t
 	dir := t.TempDir()
@@ -419,7 +441,7 @@ func (c *Cluster) WaitMachines(n int) {
 
 // Eventually polls cond every 100ms until it holds or timeout passes.
 // It is a wait with a generous bound, not a timing assertion.
-func Eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+func Eventually(t T, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for !cond() {
