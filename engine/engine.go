@@ -48,7 +48,35 @@ type Config struct {
 	MaxMovesPerRound int
 	Logger           *slog.Logger
 	Now              func() time.Time
+	// Metrics receives measurements; nil records none.
+	Metrics Metrics
 }
+
+// Metrics receives the engine's measurements. Implementations must be safe
+// for concurrent use and must not block.
+type Metrics interface {
+	// Leading reports that this engine leads since the given time; the
+	// zero time reports that it no longer leads.
+	Leading(since time.Time)
+	// Reconciled reports one reconcile round of the leader.
+	Reconciled(r Round)
+}
+
+// Round describes one reconcile round: a plan from a snapshot and, when the
+// plan is not empty, its fenced write.
+type Round struct {
+	Duration time.Duration // planning and writing
+	Applied  []Change      // changes written; nil if none or the write failed
+	// Unplaceable is how many units cannot be placed (have a reason) once
+	// the round's changes are in.
+	Unplaceable int
+	Err         error // the write failed
+}
+
+type noMetrics struct{}
+
+func (noMetrics) Leading(time.Time) {}
+func (noMetrics) Reconciled(Round)  {}
 
 // Engine campaigns for leadership and, while it leads, keeps the schedule in
 // line with the units' desired states.
@@ -76,6 +104,9 @@ func New(store Store, cfg Config) *Engine {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = noMetrics{}
+	}
 	return &Engine{cfg: cfg, store: store, log: cfg.Logger, reqs: newReqCache()}
 }
 
@@ -102,9 +133,11 @@ func (e *Engine) Run(ctx context.Context) error {
 		}
 		backoff = 500 * time.Millisecond
 		e.setLeading(true)
+		e.cfg.Metrics.Leading(e.cfg.Now())
 		e.log.Info("engine leading")
 		err = e.lead(ctx, leader)
 		e.setLeading(false)
+		e.cfg.Metrics.Leading(time.Time{})
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 		if rerr := leader.Resign(rctx); rerr != nil {
 			e.log.Debug("resign after leading", "err", rerr)
@@ -153,22 +186,52 @@ func (e *Engine) lead(ctx context.Context, leader Leader) error {
 		if !ok {
 			continue
 		}
+		start := time.Now()
 		changes := Plan(e.input(snap, absent))
 		if len(changes) == 0 {
+			e.cfg.Metrics.Reconciled(Round{Duration: time.Since(start), Unplaceable: len(snap.Reasons)})
 			continue
 		}
 		rev, err := leader.Apply(lctx, changes)
 		if err != nil {
+			e.cfg.Metrics.Reconciled(Round{Duration: time.Since(start), Unplaceable: len(snap.Reasons), Err: err})
 			if lctx.Err() != nil {
 				continue
 			}
 			return fmt.Errorf("apply schedule: %w", err)
 		}
+		e.cfg.Metrics.Reconciled(Round{Duration: time.Since(start), Applied: changes,
+			Unplaceable: UnplaceableAfter(snap.Reasons, changes)})
 		e.log.Debug("schedule changed", "changes", len(changes), "revision", rev)
 		if err := view.WaitRevision(lctx, rev); err != nil {
 			continue
 		}
 	}
+}
+
+// UnplaceableAfter counts the units that have a reason once changes are
+// applied to reasons (unit name -> reason).
+func UnplaceableAfter(reasons map[string]string, changes []Change) int {
+	n := len(reasons)
+	set := make(map[string]bool, len(changes))
+	for _, c := range changes {
+		switch c.Kind {
+		case SetReason:
+			set[c.Unit] = true
+		case ClearReason:
+			set[c.Unit] = false
+		}
+	}
+	for name, has := range set {
+		_, had := reasons[name]
+		switch {
+		case has && !had:
+			n++
+		case !has && had:
+			n--
+		}
+	}
+	return n
 }
 
 // input builds the planner input and maintains the absence record of

@@ -102,4 +102,3 @@ func (r *runner) TempDir() string {
 	r.Cleanup(func() { _ = os.RemoveAll(dir) })
 	return dir
 }
-
