@@ -18,6 +18,9 @@ type ConnectConfig struct {
 	CAFile             string // verify the server against this CA; "" = system roots
 	Username, Password string
 	DialTimeout        time.Duration
+	// Observer, if set, receives a report of every etcd request (see
+	// Instrument).
+	Observer Observer
 }
 
 // Connect creates an etcd client. It does not wait for the cluster to be
@@ -60,6 +63,9 @@ func Connect(cfg ConnectConfig) (*clientv3.Client, error) {
 	cli, err := clientv3.New(cc)
 	if err != nil {
 		return nil, fmt.Errorf("create etcd client: %w", err)
+	}
+	if cfg.Observer != nil {
+		Instrument(cli, cfg.Observer)
 	}
 	return cli, nil
 }

@@ -161,7 +161,7 @@ func machineFromRecord(rec machineRecord, dyn map[string]string) unit.Machine {
 			md[k] = v
 		}
 	}
-	return unit.Machine{ID: rec.ID, PublicIP: rec.PublicIP, Metadata: md, Version: rec.Version}
+	return unit.Machine{ID: rec.ID, PublicIP: rec.PublicIP, Metadata: md, Version: rec.Version, APIURL: rec.APIURL}
 }
 
 // SetMachineMetadata applies all changes in one transaction. A removal is

@@ -34,6 +34,8 @@ type machineRecord struct {
 	// the registration, so a restart on the same host can take it over and a
 	// different host claiming the same machine ID is refused.
 	Instance string `json:"instance,omitempty"`
+	// APIURL is where the machine's own API answers (http://host:port).
+	APIURL string `json:"apiURL,omitempty"`
 }
 
 type stateRecord struct {
@@ -79,7 +81,8 @@ func decodePlacement(machine, name string, b []byte) (unit.Placement, error) {
 }
 
 func encodeMachine(m unit.Machine, instance string) ([]byte, error) {
-	return json.Marshal(machineRecord{ID: m.ID, PublicIP: m.PublicIP, Metadata: m.Metadata, Version: m.Version, Instance: instance})
+	return json.Marshal(machineRecord{ID: m.ID, PublicIP: m.PublicIP, Metadata: m.Metadata, Version: m.Version,
+		Instance: instance, APIURL: m.APIURL})
 }
 
 func decodeMachine(b []byte) (machineRecord, error) {
