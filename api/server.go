@@ -28,6 +28,21 @@ type Options struct {
 	Ready func() error
 	// Metrics, when set, is served at /metrics, outside the readiness gate.
 	Metrics http.Handler
+
+	// MachineID is the machine this fleetd runs on. Unit status and journal
+	// requests for it are answered by Local; those for another machine are
+	// forwarded to the API URL that machine publishes.
+	MachineID string
+	// Local answers unit status and journal requests for MachineID; nil
+	// answers them 501.
+	Local LocalUnits
+	// ForwardTransport carries forwarded requests; nil uses a transport of
+	// the handler's own that ignores HTTP proxy settings.
+	ForwardTransport http.RoundTripper
+	// Stopping, once closed, ends every journal stream (a followed journal
+	// never ends by itself), so that a graceful shutdown need not wait for
+	// them. Nil: streams end only with their requests.
+	Stopping <-chan struct{}
 }
 
 // API base paths. Both serve the same resources.
@@ -55,6 +70,11 @@ type server struct {
 	ready     func() error
 	metrics   http.Handler
 	discovery []byte
+
+	machineID        string
+	local            LocalUnits
+	forwardTransport http.RoundTripper
+	stopping         <-chan struct{}
 }
 
 // NewHandler returns the fleet HTTP API v1 served from reg (spec §8). The
@@ -71,6 +91,10 @@ func NewHandler(reg Registry, opts Options) http.Handler {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	forward := opts.ForwardTransport
+	if forward == nil {
+		forward = newForwardTransport()
+	}
 	return &server{
 		reg:       reg,
 		version:   opts.Version,
@@ -79,6 +103,11 @@ func NewHandler(reg Registry, opts Options) http.Handler {
 		ready:     opts.Ready,
 		metrics:   opts.Metrics,
 		discovery: discoveryDocument(),
+
+		machineID:        opts.MachineID,
+		local:            opts.Local,
+		forwardTransport: forward,
+		stopping:         opts.Stopping,
 	}
 }
 
@@ -132,6 +161,11 @@ func (s *server) dispatch(w http.ResponseWriter, r *http.Request) {
 // a collection or "<resource>/<item>" for a single item.
 func (s *server) serveResource(w http.ResponseWriter, r *http.Request, rest string) {
 	resource, item, isItem := strings.Cut(rest, "/")
+	if name, sub, ok := strings.Cut(item, "/"); resource == "units" && ok && name != "" &&
+		(sub == subStatus || sub == subJournal) {
+		s.serveUnitMachine(w, r, name, sub)
+		return
+	}
 	if isItem && (item == "" || strings.Contains(item, "/")) {
 		writeError(w, http.StatusNotFound, "")
 		return
