@@ -33,7 +33,31 @@ type Config struct {
 	RetryInterval time.Duration
 	Logger        *slog.Logger
 	Now           func() time.Time
+	// Metrics receives measurements; nil records none.
+	Metrics Metrics
 }
+
+// Metrics receives the agent's measurements. Implementations must be safe
+// for concurrent use and must not block.
+type Metrics interface {
+	// Planned reports one plan computed against systemd (possibly empty).
+	Planned(plan []Action)
+	// Applied reports one action run against systemd; err if it failed.
+	Applied(kind ActionKind, err error)
+	// Published reports one unit state written to (or removed from) the
+	// cluster; err if the write failed.
+	Published(err error)
+	// Units reports how many units this machine holds in each fleet state
+	// (loaded, launched), as last published.
+	Units(byState map[unit.DesiredState]int)
+}
+
+type noMetrics struct{}
+
+func (noMetrics) Planned([]Action)                {}
+func (noMetrics) Applied(ActionKind, error)       {}
+func (noMetrics) Published(error)                 {}
+func (noMetrics) Units(map[unit.DesiredState]int) {}
 
 // Agent makes this host's systemd run what the engine scheduled here and
 // publishes what systemd reports.
@@ -66,6 +90,9 @@ func New(sched Schedule, pub StatePublisher, sd UnitManager, cfg Config) *Agent 
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = noMetrics{}
 	}
 	return &Agent{cfg: cfg, sched: sched, pub: pub, sd: sd, log: cfg.Logger,
 		republish: make(chan struct{}, 1),
@@ -150,6 +177,7 @@ func (a *Agent) reconcile(ctx context.Context) error {
 		return err
 	}
 	plan := Plan(desired, actual, hasInstall)
+	a.cfg.Metrics.Planned(plan)
 	if len(plan) > 0 {
 		a.log.Info("applying plan", "actions", planSummary(plan))
 	}
@@ -236,6 +264,7 @@ func (a *Agent) apply(ctx context.Context, plan []Action) error {
 				a.setLaunched(act.Unit, true)
 			}
 		}
+		a.cfg.Metrics.Applied(act.Kind, err)
 		if err != nil {
 			return fmt.Errorf("%s: %w", act, err)
 		}
@@ -265,6 +294,7 @@ func (a *Agent) refreshStates(ctx context.Context, names []string) error {
 	if !have || len(mine) == 0 {
 		return nil
 	}
+	defer a.countUnits()
 	files, err := a.sd.UnitFiles(ctx)
 	if err != nil {
 		return fmt.Errorf("list unit files: %w", err)
@@ -283,7 +313,9 @@ func (a *Agent) refreshStates(ctx context.Context, names []string) error {
 		a.mu.Unlock()
 		if !want && !onDisk {
 			if had {
-				if err := a.pub.DeleteState(ctx, n); err != nil {
+				err := a.pub.DeleteState(ctx, n)
+				a.cfg.Metrics.Published(err)
+				if err != nil {
 					firstErr = cmpErr(firstErr, err)
 					continue
 				}
@@ -305,7 +337,9 @@ func (a *Agent) refreshStates(ctx context.Context, names []string) error {
 			continue
 		}
 		s.Since = a.cfg.Now()
-		if err := a.pub.PublishState(ctx, s); err != nil {
+		err := a.pub.PublishState(ctx, s)
+		a.cfg.Metrics.Published(err)
+		if err != nil {
 			firstErr = cmpErr(firstErr, err)
 			continue
 		}
@@ -314,6 +348,17 @@ func (a *Agent) refreshStates(ctx context.Context, names []string) error {
 		a.mu.Unlock()
 	}
 	return firstErr
+}
+
+// countUnits reports the published states by fleet state to the metrics.
+func (a *Agent) countUnits() {
+	by := map[unit.DesiredState]int{unit.StateLoaded: 0, unit.StateLaunched: 0}
+	a.mu.Lock()
+	for _, s := range a.published {
+		by[s.Current]++
+	}
+	a.mu.Unlock()
+	a.cfg.Metrics.Units(by)
 }
 
 // Purge unloads every unit this host has and deletes their states: the
