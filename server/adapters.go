@@ -8,6 +8,8 @@ import (
 	"sync"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+
 	"github.com/fleet-next/fleet/engine"
 	"github.com/fleet-next/fleet/registry"
 	"github.com/fleet-next/fleet/unit"
@@ -17,18 +19,64 @@ import (
 // the lease is lost (e.g. after a store outage longer than agent_ttl).
 type presence struct {
 	reg      *registry.Etcd
-	machine  unit.Machine
+	machine  unit.Machine // ID fixed; the rest changes only through setMachine
 	instance string
 	ttl      time.Duration
 	log      *slog.Logger
 	onLease  func() // called after each successful registration
 
-	mu       sync.Mutex // guards lease and notReady
+	mu       sync.Mutex // guards the fields below and machine
 	lease    registry.LeaseID
 	notReady error
+	lastBeat time.Time     // last registration attempt or lease renewal
+	rewrite  chan struct{} // setMachine asks the loop to rewrite the record
 }
 
-var errNotRegistered = errors.New("fleet server unable to communicate with etcd")
+// current returns the machine record to register.
+func (p *presence) current() unit.Machine {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.machine
+}
+
+// setMachine changes the machine record (not its ID); a registered machine
+// rewrites its record on the lease it holds.
+func (p *presence) setMachine(m unit.Machine) {
+	p.mu.Lock()
+	m.ID = p.machine.ID
+	p.machine = m
+	p.mu.Unlock()
+	select {
+	case p.rewriteCh() <- struct{}{}:
+	default:
+	}
+}
+
+func (p *presence) rewriteCh() chan struct{} {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.rewrite == nil {
+		p.rewrite = make(chan struct{}, 1)
+	}
+	return p.rewrite
+}
+
+func (p *presence) beat() {
+	p.mu.Lock()
+	p.lastBeat = time.Now()
+	p.mu.Unlock()
+}
+
+// alive reports whether the presence loop made progress within d: it
+// renewed its lease or tried to register. A store outage does not make it
+// stale; only a loop that is stuck does.
+func (p *presence) alive(d time.Duration) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return !p.lastBeat.IsZero() && time.Since(p.lastBeat) < d
+}
+
+var errNotRegistered = errors.New("this machine is not registered in the cluster")
 
 // Ready is nil while the machine is registered.
 func (p *presence) Ready() error {
@@ -59,9 +107,11 @@ func (p *presence) set(l registry.LeaseID, why error) {
 func (p *presence) run(ctx context.Context) error {
 	backoff := 250 * time.Millisecond
 	for ctx.Err() == nil {
+		p.beat()
 		rctx, cancel := context.WithTimeout(ctx, p.ttl)
-		lease, err := p.reg.Register(rctx, p.machine, p.instance, p.ttl)
+		lease, err := p.reg.Register(rctx, p.current(), p.instance, p.ttl)
 		cancel()
+		p.beat()
 		if err != nil {
 			if ctx.Err() != nil {
 				break
@@ -89,14 +139,48 @@ func (p *presence) run(ctx context.Context) error {
 		if p.onLease != nil {
 			p.onLease()
 		}
-		for range ka {
-		}
+		p.hold(ctx, lease, ka)
 		p.set(0, nil)
 		if ctx.Err() == nil {
 			p.log.Warn("machine lease lost; registering again")
 		}
 	}
 	return nil
+}
+
+// hold follows the lease's keep-alives until the lease is lost, rewriting
+// the machine record on it when setMachine asks.
+func (p *presence) hold(ctx context.Context, lease registry.LeaseID, ka <-chan *clientv3.LeaseKeepAliveResponse) {
+	rewrite := p.rewriteCh()
+	var retry <-chan time.Time
+	for {
+		select {
+		case _, ok := <-ka:
+			if !ok {
+				return
+			}
+			p.beat()
+			continue
+		case <-rewrite:
+		case <-retry:
+		}
+		retry = nil
+		rctx, cancel := context.WithTimeout(ctx, p.ttl)
+		l, err := p.reg.Register(rctx, p.current(), p.instance, p.ttl)
+		cancel()
+		switch {
+		case err != nil && ctx.Err() != nil:
+			return
+		case err != nil:
+			p.log.Warn("updating the machine record failed; retrying", "err", err)
+			retry = time.After(time.Second)
+		case l != lease:
+			p.log.Warn("machine lease lost while updating the machine record")
+			return
+		default:
+			p.log.Info("machine record updated", "metadata", p.current().Metadata)
+		}
+	}
 }
 
 func sleep(ctx context.Context, d time.Duration) {
@@ -127,7 +211,7 @@ func (a reg2agent) PublishState(ctx context.Context, s unit.State) error {
 }
 
 func (a reg2agent) DeleteState(ctx context.Context, name string) error {
-	return a.reg.DeleteState(ctx, name, a.pres.machine.ID)
+	return a.reg.DeleteState(ctx, name, a.pres.current().ID)
 }
 
 // reg2engine adapts the registry to the engine's Store.

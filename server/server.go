@@ -4,12 +4,10 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -40,6 +38,16 @@ type Options struct {
 	// DataDirSet says data_dir was configured explicitly (dev mode
 	// otherwise uses a temporary directory removed at exit).
 	DataDirSet bool
+	// Reload delivers a signal whenever the configuration is to be re-read
+	// (SIGHUP): LoadConfig is called and metadata and verbosity are
+	// applied; other changed keys are logged as needing a restart.
+	Reload <-chan os.Signal
+	// LoadConfig re-reads the configuration file and environment; nil
+	// disables reloading.
+	LoadConfig func() (Config, error)
+	// Level is the logger's level, changed when a reload changes
+	// verbosity; nil leaves it alone.
+	Level *slog.LevelVar
 }
 
 // Run runs fleetd until ctx ends, then shuts down: with shutdown_purge it
@@ -50,6 +58,7 @@ func Run(ctx context.Context, cfg Config, opts Options) (err error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	loaded := cfg // as configured, before the run-time defaults below
 	var cleanups []func()
 	defer func() {
 		for i := len(cleanups) - 1; i >= 0; i-- {
@@ -103,9 +112,10 @@ func Run(ctx context.Context, cfg Config, opts Options) (err error) {
 	cfg.UnitsDirectory = unitsDir
 	logConfig(log, cfg, machineID)
 
+	metrics := NewMetrics(opts.Version)
 	cli, err := registry.Connect(registry.ConnectConfig{Endpoints: cfg.EtcdServers, KeyFile: cfg.EtcdKeyFile,
 		CertFile: cfg.EtcdCertFile, CAFile: cfg.EtcdCAFile, Username: cfg.EtcdUsername, Password: cfg.EtcdPassword,
-		DialTimeout: 5 * time.Second})
+		DialTimeout: 5 * time.Second, Observer: metrics.Registry()})
 	if err != nil {
 		return err
 	}
@@ -115,17 +125,24 @@ func Run(ctx context.Context, cfg Config, opts Options) (err error) {
 	me := unit.Machine{ID: machineID, PublicIP: cfg.PublicIP, Metadata: cfg.Metadata, Version: opts.Version}
 	pres := &presence{reg: reg, machine: me, instance: instance, ttl: cfg.AgentTTL, log: log.With("component", "presence")}
 	ag := agent.New(reg2agent{reg: reg, pres: pres}, reg2agent{reg: reg, pres: pres}, sd, agent.Config{
-		MachineID: machineID, Logger: log.With("component", "agent")})
-	pres.onLease = ag.Republish
+		MachineID: machineID, Logger: log.With("component", "agent"), Metrics: metrics.Agent()})
+	sdNotify := notifier{log: log}
+	var readyOnce sync.Once
+	pres.onLease = func() {
+		ag.Republish()
+		readyOnce.Do(func() { sdNotify.notify("READY=1\nSTATUS=registered as machine " + machineID) })
+	}
 
 	// API first, so that clients get 503 (not connection refused) while
 	// the machine registers.
 	handler := api.NewHandler(reg, api.Options{Version: opts.Version, TokenLimit: cfg.TokenLimit,
-		Logger: log.With("component", "api"), Ready: pres.Ready})
-	servers, err := serveAPI(cfg.APIListen, handler, log)
+		Logger: log.With("component", "api"), Ready: pres.Ready, Metrics: metrics.Handler(),
+		MachineID: machineID, Local: newLocalUnits(machineID, sd), Stopping: ctx.Done()})
+	listeners, activated, err := openAPIListeners(cfg.APIListen, opts.APIListenSet, log)
 	if err != nil {
 		return err
 	}
+	servers := serveAPI(listeners, activated, metrics.API(handler), log)
 	cleanups = append(cleanups, func() {
 		sctx, cancel := stopCtx()
 		defer cancel()
@@ -133,6 +150,10 @@ func Run(ctx context.Context, cfg Config, opts Options) (err error) {
 			_ = s.Shutdown(sctx)
 		}
 	})
+
+	// Other machines forward unit status and journal requests to this URL;
+	// set before presence runs, so the first registration publishes it.
+	pres.machine.APIURL = publishedAPIURL(apiAddrs(listeners), cfg.PublicIP)
 
 	compCtx, stopComponents := context.WithCancel(ctx)
 	defer stopComponents()
@@ -151,16 +172,41 @@ func Run(ctx context.Context, cfg Config, opts Options) (err error) {
 	if !cfg.DisableEngine {
 		eng := engine.New(reg2engine{reg: reg, pres: pres}, engine.Config{
 			MachineID: machineID, ReconcileInterval: cfg.EngineReconcile, LossGrace: cfg.AgentTTL / 2,
-			MaxMovesPerRound: 1000, Logger: log.With("component", "engine")})
+			MaxMovesPerRound: 1000, Logger: log.With("component", "engine"), Metrics: metrics.Engine()})
 		run("engine", eng.Run)
 	}
 	if opts.Dev && opts.Stdout != nil {
 		fmt.Fprintf(opts.Stdout, "fleetd is running a one-host cluster (machine %s).\nUse it with:\n\n    fleetctl --endpoint %s list-machines\n\n",
-			unit.ShortID(machineID), cfg.APIListen[0])
+			unit.ShortID(machineID), listeners[0].addr)
+	}
+	if wd, err := watchdogInterval(); err != nil {
+		log.Warn("watchdog disabled", "err", err)
+	} else if wd > 0 {
+		// Pinged while the presence loop makes progress: a stuck loop gets
+		// fleetd restarted, a store outage does not.
+		healthy := func() bool { return pres.alive(2*cfg.AgentTTL + wd) }
+		run("watchdog", func(ctx context.Context) error {
+			runWatchdog(ctx, wd, healthy, sdNotify.notify)
+			return nil
+		})
+	}
+	if opts.LoadConfig != nil && opts.Reload != nil {
+		rl := &reloader{running: loaded, load: opts.LoadConfig, level: opts.Level, pres: pres, log: log}
+		run("reload", func(ctx context.Context) error {
+			for {
+				select {
+				case <-ctx.Done():
+					return nil
+				case <-opts.Reload:
+					rl.reload()
+				}
+			}
+		})
 	}
 	log.Info("fleetd started", "machine", machineID)
 
 	<-ctx.Done()
+	sdNotify.notify("STOPPING=1")
 	log.Info("fleetd stopping", "purge", cfg.ShutdownPurge)
 	stopComponents()
 	wg.Wait()
@@ -231,38 +277,6 @@ func connectSystemd(ctx context.Context, cfg Config, dev bool, log *slog.Logger)
 		return nil, "", nil, err
 	}
 	return m, dir, func() { closeM(); stopLM() }, nil
-}
-
-func serveAPI(listen []string, h http.Handler, log *slog.Logger) ([]*http.Server, error) {
-	var servers []*http.Server
-	for _, l := range listen {
-		network, addr, err := ParseListen(l)
-		if err != nil {
-			return nil, err
-		}
-		if network == "unix" {
-			if err := os.MkdirAll(filepath.Dir(addr), 0o755); err != nil {
-				return nil, fmt.Errorf("create API socket dir: %w", err)
-			}
-			_ = os.Remove(addr) // a stale socket from an earlier run
-		}
-		ln, err := net.Listen(network, addr)
-		if err != nil {
-			for _, s := range servers {
-				_ = s.Close()
-			}
-			return nil, fmt.Errorf("listen on %s: %w", l, err)
-		}
-		srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
-		servers = append(servers, srv)
-		go func() {
-			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				log.Error("API listener failed", "listen", l, "err", err)
-			}
-		}()
-		log.Info("API listening", "listen", l)
-	}
-	return servers, nil
 }
 
 func resolveMachineID(cfg Config, dev bool) (string, error) {

@@ -56,10 +56,8 @@ func run(args, environ []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "fleetd: %v\n", err)
 		return 1
 	}
-	level := slog.LevelInfo
-	if cfg.Verbosity > 0 {
-		level = slog.LevelDebug
-	}
+	level := new(slog.LevelVar)
+	level.Set(server.LogLevel(cfg.Verbosity))
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	for _, k := range ignored {
 		log.Warn("configuration key has no effect", "key", k)
@@ -67,8 +65,16 @@ func run(args, environ []string, stdout, stderr io.Writer) int {
 	set := setKeys(path, environ)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	reload := func() (server.Config, error) {
+		c, _, err := server.LoadConfig(path, environ)
+		return c, err
+	}
 	err = server.Run(ctx, cfg, server.Options{Dev: *dev, Version: version, Logger: log, Stdout: stdout,
-		APIListenSet: set["api_listen"], DataDirSet: set["data_dir"]})
+		APIListenSet: set["api_listen"], DataDirSet: set["data_dir"],
+		Reload: hup, LoadConfig: reload, Level: level})
 	if err != nil {
 		log.Error("fleetd failed", "err", err)
 		return 1

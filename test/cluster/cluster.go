@@ -249,7 +249,8 @@ func (c *Cluster) newHost(i int) *Host {
 		"FLEET_PUBLIC_IP="+h.IP,
 		"FLEET_METADATA="+md,
 		"FLEET_ETCD_SERVERS=http://"+proxy.Addr(),
-		"FLEET_API_LISTEN="+h.Endpoint,
+		// TCP too: other hosts forward unit status and journal requests there.
+		"FLEET_API_LISTEN="+h.Endpoint+",tcp://127.0.0.1:0",
 		"FLEET_DATA_DIR="+filepath.Join(dir, "data"),
 		"FLEET_AGENT_TTL="+c.opts.AgentTTL.String(),
 		"FLEET_ENGINE_RECONCILE_INTERVAL=0.5",

@@ -1,0 +1,195 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"github.com/coreos/go-systemd/v22/activation"
+	"github.com/coreos/go-systemd/v22/daemon"
+)
+
+// API listeners. fleetd serves its API on:
+//
+//   - the sockets systemd passed by socket activation (LISTEN_FDS), and
+//   - every api_listen entry,
+//
+// except that when activated sockets exist and api_listen was left at its
+// default, only the activated sockets are served (so that fleet.socket
+// alone decides where the API listens, as with fleet). An api_listen entry
+// naming the same address as an activated socket is not opened again.
+
+// apiListener is one socket the API is served on.
+type apiListener struct {
+	ln   net.Listener
+	addr string // unix:///path or tcp://host:port
+}
+
+// listenAddr renders a listener's address in api_listen form.
+func listenAddr(a net.Addr) string {
+	switch a.Network() {
+	case "unix":
+		return "unix://" + a.String()
+	case "tcp":
+		return "tcp://" + a.String()
+	}
+	return a.Network() + "://" + a.String()
+}
+
+// toOpen returns the api_listen entries to open next to the activated
+// sockets (given as api_listen addresses). canon maps an address to a
+// canonical form, so that two spellings of one socket compare equal.
+func toOpen(apiListen []string, explicit bool, activated []string, canon func(string) string) []string {
+	if len(activated) > 0 && !explicit {
+		return nil
+	}
+	act := make([]string, len(activated))
+	for i, a := range activated {
+		act[i] = canon(a)
+	}
+	var out []string
+	for _, l := range apiListen {
+		if !slices.Contains(act, canon(l)) {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// canonListen resolves symbolic links in the directory of a unix socket
+// address (/var/run is usually a link to /run), leaving other addresses
+// as they are.
+func canonListen(l string) string {
+	network, addr, err := ParseListen(l)
+	if err != nil || network != "unix" {
+		return l
+	}
+	dir, err := filepath.EvalSymlinks(filepath.Dir(addr))
+	if err != nil {
+		return l
+	}
+	return "unix://" + filepath.Join(dir, filepath.Base(addr))
+}
+
+// activatedListeners returns the stream sockets systemd passed to this
+// process and removes the LISTEN_* variables from the environment.
+func activatedListeners(log *slog.Logger) ([]apiListener, error) {
+	lns, err := activation.Listeners()
+	if err != nil {
+		return nil, fmt.Errorf("socket activation: %w", err)
+	}
+	var out []apiListener
+	for i, ln := range lns {
+		if ln == nil {
+			log.Warn("ignoring an activated socket that is not a stream socket", "fd", 3+i)
+			continue
+		}
+		out = append(out, apiListener{ln: ln, addr: listenAddr(ln.Addr())})
+	}
+	return out, nil
+}
+
+// openAPIListeners opens the API's sockets by the rule above. The first
+// activated of them are the activated sockets.
+func openAPIListeners(apiListen []string, explicit bool, log *slog.Logger) (lns []apiListener, activated int, err error) {
+	lns, err = activatedListeners(log)
+	if err != nil {
+		return nil, 0, err
+	}
+	addrs := make([]string, len(lns))
+	for i, l := range lns {
+		addrs[i] = l.addr
+	}
+	activated = len(lns)
+	for _, l := range toOpen(apiListen, explicit, addrs, canonListen) {
+		ln, err := listen(l)
+		if err != nil {
+			for _, o := range lns {
+				_ = o.ln.Close()
+			}
+			return nil, 0, err
+		}
+		lns = append(lns, apiListener{ln: ln, addr: l})
+	}
+	return lns, activated, nil
+}
+
+func listen(l string) (net.Listener, error) {
+	network, addr, err := ParseListen(l)
+	if err != nil {
+		return nil, err
+	}
+	if network == "unix" {
+		if err := os.MkdirAll(filepath.Dir(addr), 0o755); err != nil {
+			return nil, fmt.Errorf("create API socket dir: %w", err)
+		}
+		_ = os.Remove(addr) // a stale socket from an earlier run
+	}
+	ln, err := net.Listen(network, addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", l, err)
+	}
+	return ln, nil
+}
+
+// serveAPI serves h on lns until the returned servers are shut down.
+func serveAPI(lns []apiListener, activatedCount int, h http.Handler, log *slog.Logger) []*http.Server {
+	servers := make([]*http.Server, 0, len(lns))
+	for i, l := range lns {
+		srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+		servers = append(servers, srv)
+		go func() {
+			if err := srv.Serve(l.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.Error("API listener failed", "listen", l.addr, "err", err)
+			}
+		}()
+		log.Info("API listening", "listen", l.addr, "activated", i < activatedCount)
+	}
+	return servers
+}
+
+// notifier tells the service manager about fleetd's state (sd_notify);
+// it does nothing when fleetd was not started with NOTIFY_SOCKET.
+type notifier struct {
+	log *slog.Logger
+}
+
+func (n notifier) notify(state string) {
+	if _, err := daemon.SdNotify(false, state); err != nil {
+		n.log.Warn("notifying the service manager", "state", state, "err", err)
+	}
+}
+
+// watchdogInterval is the service manager's watchdog timeout (WatchdogSec=),
+// or 0 if none is set for this process.
+func watchdogInterval() (time.Duration, error) {
+	d, err := daemon.SdWatchdogEnabled(false)
+	if err != nil {
+		return 0, fmt.Errorf("read watchdog settings: %w", err)
+	}
+	return d, nil
+}
+
+// runWatchdog sends WATCHDOG=1 every interval/2 while healthy reports
+// true, until ctx ends.
+func runWatchdog(ctx context.Context, interval time.Duration, healthy func() bool, send func(state string)) {
+	t := time.NewTicker(interval / 2)
+	defer t.Stop()
+	for {
+		if healthy() {
+			send(daemon.SdNotifyWatchdog)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
