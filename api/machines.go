@@ -75,12 +75,20 @@ func (t MetadataOpType) String() string { return string(t) }
 // metadataPath matches "/<machineID>/metadata/<key>".
 var metadataPath = regexp.MustCompile(`^/([^/]+)/metadata/([A-Za-z0-9_.-]+)$`)
 
+// MaxMetadataOps bounds the operations of one PATCH: they are applied in a
+// single store transaction, which etcd limits to 128 operations.
+const MaxMetadataOps = 128
+
 // patchMachines validates every operation first, then applies all of them
 // in one atomic registry call.
 func (s *server) patchMachines(w http.ResponseWriter, r *http.Request) {
 	var ops []MetadataOp
 	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBodyBytes)).Decode(&ops); err != nil {
 		writeError(w, http.StatusBadRequest, "unable to decode body: "+err.Error())
+		return
+	}
+	if len(ops) > MaxMetadataOps {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("too many operations: %d (at most %d in one request)", len(ops), MaxMetadataOps))
 		return
 	}
 	changes, err := metadataChanges(ops)

@@ -1,8 +1,10 @@
 package api_test
 
 import (
+	"fmt"
 	"maps"
 	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/fleet-next/fleet/api"
@@ -79,6 +81,8 @@ func TestMachinesPatch(t *testing.T) {
 		{name: "flat value is not accepted", body: `[{"op":"add","path":"/m1/metadata/k","value":"v"}]`,
 			code: http.StatusBadRequest, msg: "unable to decode body: ", prefix: true},
 		{name: "object body", body: `{"op":"add"}`, code: http.StatusBadRequest, msg: "unable to decode body: ", prefix: true},
+		{name: "too many ops for one transaction", body: manyOps(api.MaxMetadataOps + 1),
+			code: http.StatusBadRequest, msg: "too many operations: 129 (at most 128 in one request)"},
 		{name: "invalid op later in the list changes nothing",
 			body: `[{"op":"add","path":"/m1/metadata/disk","value":{"value":"nvme"}},{"op":"move","path":"/m1/metadata/x"}]`,
 			code: http.StatusBadRequest, msg: "invalid op: expect add, remove, or replace"},
@@ -112,4 +116,13 @@ func TestMachinesPatch(t *testing.T) {
 			}
 		})
 	}
+}
+
+// manyOps is a PATCH body of n valid add operations on m1.
+func manyOps(n int) string {
+	ops := make([]string, n)
+	for i := range ops {
+		ops[i] = fmt.Sprintf(`{"op":"add","path":"/m1/metadata/k%d","value":{"value":"v"}}`, i)
+	}
+	return "[" + strings.Join(ops, ",") + "]"
 }
