@@ -172,7 +172,7 @@ func (a *Agent) reconcile(ctx context.Context) error {
 	if !have {
 		return nil // never act on an empty view before the first schedule
 	}
-	actual, err := a.actual(ctx)
+	actual, err := a.actual(ctx, desired)
 	if err != nil {
 		return err
 	}
@@ -198,8 +198,10 @@ func (a *Agent) reconcile(ctx context.Context) error {
 	return pubErr
 }
 
-// actual reads the unit files and systemd's state of them.
-func (a *Agent) actual(ctx context.Context) (map[string]Actual, error) {
+// actual reads the unit files and systemd's state of them. A unit the
+// agent has no record of (after a restart) counts as launched if systemd
+// runs it and it should be launched: it is adopted, not restarted.
+func (a *Agent) actual(ctx context.Context, desired map[string]unit.Placement) (map[string]Actual, error) {
 	files, err := a.sd.UnitFiles(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("list unit files: %w", err)
@@ -220,7 +222,7 @@ func (a *Agent) actual(ctx context.Context) (map[string]Actual, error) {
 		l, known := a.launched[n]
 		if !known {
 			// Adopt what a previous fleetd left running.
-			l = act.Running()
+			l = act.Running() && desired[n].Desired == unit.StateLaunched
 			a.launched[n] = l
 		}
 		act.Launched = l
@@ -364,7 +366,7 @@ func (a *Agent) countUnits() {
 // Purge unloads every unit this host has and deletes their states: the
 // host leaves the cluster cleanly (fleet's behaviour on SIGTERM).
 func (a *Agent) Purge(ctx context.Context) error {
-	actual, err := a.actual(ctx)
+	actual, err := a.actual(ctx, nil)
 	if err != nil {
 		return err
 	}

@@ -141,12 +141,15 @@ func Plan(desired map[string]unit.Placement, actual map[string]Actual, hasInstal
 			if launch && !a.Launched {
 				acts = append(acts, Action{Kind: ActStart, Unit: name})
 			}
-			if !launch && (a.Launched || a.Running()) {
+			if !launch && a.Launched {
 				acts = append(acts, Action{Kind: ActStop, Unit: name, Reason: "desired state loaded"})
 			}
 		case launch && !a.Launched:
 			acts = append(acts, Action{Kind: ActStart, Unit: name})
-		case !launch && (a.Launched || a.Running()):
+		case !launch && a.Launched:
+			// Only what the agent launched is stopped: a loaded unit that
+			// systemd started on its own (a WantedBy= target, a socket, a
+			// timer) is systemd's business, as in fleet.
 			acts = append(acts, Action{Kind: ActStop, Unit: name, Reason: "desired state loaded"})
 		}
 	}
