@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"sort"
+	"strings"
 
 	"github.com/fleet-next/fleet/unit"
 )
@@ -145,6 +147,17 @@ func (s *server) putUnit(w http.ResponseWriter, r *http.Request, name string) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
+	if reqs := f.Requirements(name); len(reqs.Replaces) > 0 {
+		cycle, err := s.replacesCycle(r.Context(), name, reqs)
+		if err != nil {
+			s.internalError(w, r, fmt.Errorf("check Replaces: %w", err))
+			return
+		}
+		if cycle != "" {
+			writeError(w, http.StatusBadRequest, "circular Replaces: "+cycle)
+			return
+		}
+	}
 	u := unit.Unit{
 		Name:    name,
 		Content: f.Serialize(),
@@ -247,4 +260,62 @@ func (s *server) unitToAPI(ctx context.Context, us unit.UnitStatus, inList bool)
 		u.Options[i] = &UnitOption{Section: o.Section, Name: o.Name, Value: o.Value}
 	}
 	return u
+}
+
+// replacesCycle returns a description of a Replaces cycle the unit name
+// (with requirements reqs) would close among the stored units, or "".
+func (s *server) replacesCycle(ctx context.Context, name string, reqs unit.Requirements) (string, error) {
+	all, err := s.reg.Units(ctx)
+	if err != nil {
+		return "", err
+	}
+	replaces := map[string]unit.Requirements{name: reqs}
+	var names []string
+	for _, us := range all {
+		if us.Name == name || !strings.Contains(us.Content, "Replaces") {
+			continue
+		}
+		f, err := unit.Parse(us.Content)
+		if err != nil {
+			continue
+		}
+		if r := f.Requirements(us.Name); len(r.Replaces) > 0 {
+			replaces[us.Name] = r
+			names = append(names, us.Name)
+		}
+	}
+	names = append(names, name)
+	sort.Strings(names)
+	// Depth-first from name along "replaces" edges, looking for name again.
+	var path []string
+	seen := map[string]bool{}
+	var walk func(cur string) bool
+	walk = func(cur string) bool {
+		path = append(path, cur)
+		for _, next := range names {
+			if !replaces[cur].ReplacesUnit(next) || next == cur {
+				continue
+			}
+			if next == name {
+				path = append(path, next)
+				return true
+			}
+			if !seen[next] {
+				seen[next] = true
+				if walk(next) {
+					return true
+				}
+			}
+		}
+		path = path[:len(path)-1]
+		return false
+	}
+	if !walk(name) {
+		return "", nil
+	}
+	parts := make([]string, 0, len(path)-1)
+	for i := 0; i+1 < len(path); i++ {
+		parts = append(parts, path[i]+" replaces "+path[i+1])
+	}
+	return strings.Join(parts, ", "), nil
 }
