@@ -16,11 +16,13 @@ type listFlags struct {
 	fields   string
 	full     bool
 	noLegend bool
+	output   outputFormat
 }
 
 // register declares --fields, --no-legend and --full; with short, --full
 // is also -l, and --l stays accepted as a hidden long alias.
 func (l *listFlags) register(fs *pflag.FlagSet, defaultFields string, valid []string, short bool) {
+	registerOutput(fs, &l.output, "a table", "every field; --fields, --full and --no-legend do not apply")
 	fs.StringVar(&l.fields, "fields", defaultFields,
 		"Columns to print, comma-separated. Valid keys: "+strings.Join(valid, ", "))
 	fs.BoolVar(&l.noLegend, "no-legend", false, "Do not print a legend (column headers)")
@@ -47,7 +49,11 @@ func (c *cli) newListUnitsCommand() *cobra.Command {
 		Use:   "list-units",
 		Short: "List the current state of units in the cluster",
 		Long: `List the state systemd reports for units on the machines of the cluster,
-one row per unit and machine, sorted by unit name then machine ID.`,
+one row per unit and machine, sorted by unit name then machine ID.
+
+With -o json or -o yaml, a list of the API's unit states (name, hash,
+machineID, systemdLoadState, systemdActiveState, systemdSubState) in the
+same order.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			fields, err := parseFields(lf.fields, unitStateFields)
@@ -55,7 +61,7 @@ one row per unit and machine, sorted by unit name then machine ID.`,
 				return err
 			}
 			ctx := cmd.Context()
-			client, err := c.api()
+			client, err := c.api(ctx)
 			if err != nil {
 				return err
 			}
@@ -68,6 +74,9 @@ one row per unit and machine, sorted by unit name then machine ID.`,
 				if machines, err = client.Machines(ctx); err != nil {
 					return failf("Error retrieving list of active machines: %w", err)
 				}
+			}
+			if lf.output != outputText {
+				return writeStructured(cmd.OutOrStdout(), lf.output, sortedStates(states))
 			}
 			fmt.Fprint(cmd.OutOrStdout(), formatUnits(states, machines, fields, lf.full, !lf.noLegend))
 			return nil
@@ -83,7 +92,12 @@ func (c *cli) newListUnitFilesCommand() *cobra.Command {
 		Use:   "list-unit-files",
 		Short: "List the units that exist in the cluster",
 		Long: `List every unit in the cluster with its desired and current state and the
-machine it is scheduled to, sorted by name.`,
+machine it is scheduled to, sorted by name. The reason field says why a
+unit that should run has no machine.
+
+With -o json or -o yaml, a list of the API's units (name, options,
+desiredState, currentState, machineID, reason) with hash, global and
+description added, in the same order.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			fields, err := parseFields(lf.fields, unitFileFields)
@@ -94,7 +108,7 @@ machine it is scheduled to, sorted by name.`,
 				fmt.Fprintln(cmd.ErrOrStderr(), `WARNING: The "tmachine" field is deprecated. Use "target" instead`)
 			}
 			ctx := cmd.Context()
-			client, err := c.api()
+			client, err := c.api(ctx)
 			if err != nil {
 				return err
 			}
@@ -107,6 +121,9 @@ machine it is scheduled to, sorted by name.`,
 				if machines, err = client.Machines(ctx); err != nil {
 					return failf("Error retrieving list of active machines: %w", err)
 				}
+			}
+			if lf.output != outputText {
+				return writeStructured(cmd.OutOrStdout(), lf.output, unitFileDocs(units))
 			}
 			fmt.Fprint(cmd.OutOrStdout(), formatUnitFiles(units, machines, fields, lf.full, !lf.noLegend))
 			return nil
@@ -121,15 +138,19 @@ func (c *cli) newListMachinesCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "list-machines",
 		Short: "Enumerate the current hosts in the cluster",
-		Long:  `List the live machines of the cluster with their IP address and metadata.`,
-		Args:  noArgs,
+		Long: `List the live machines of the cluster with their IP address and metadata,
+sorted by machine ID.
+
+With -o json or -o yaml, a list of the API's machines (id, primaryIP,
+metadata) in the same order.`,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			fields, err := parseFields(lf.fields, machineFields)
 			if err != nil {
 				return err
 			}
 			ctx := cmd.Context()
-			client, err := c.api()
+			client, err := c.api(ctx)
 			if err != nil {
 				return err
 			}
@@ -141,6 +162,9 @@ func (c *cli) newListMachinesCommand() *cobra.Command {
 					"  - the endpoint is wrong: check --endpoint or FLEETCTL_ENDPOINT\n"+
 					"  - the TLS settings do not match the server (--ca-file, --cert-file, --key-file)",
 					err, c.global.endpoint)
+			}
+			if lf.output != outputText {
+				return writeStructured(cmd.OutOrStdout(), lf.output, sortedMachines(machines))
 			}
 			fmt.Fprint(cmd.OutOrStdout(), formatMachines(machines, fields, lf.full, !lf.noLegend))
 			return nil

@@ -22,7 +22,7 @@ cluster stores and hashes.`,
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			client, err := c.api()
+			client, err := c.api(ctx)
 			if err != nil {
 				return err
 			}
@@ -41,6 +41,7 @@ cluster stores and hashes.`,
 			fmt.Fprint(cmd.OutOrStdout(), f.Serialize())
 			return nil
 		},
+		ValidArgsFunction: c.completeOneUnit,
 	}
 }
 

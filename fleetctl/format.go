@@ -16,7 +16,7 @@ import (
 // Field keys of the list commands, in the order help shows them.
 var (
 	unitStateFields = []string{"unit", "load", "active", "sub", "machine", "hash"}
-	unitFileFields  = []string{"unit", "global", "dstate", "state", "target", "tmachine", "hash", "desc"}
+	unitFileFields  = []string{"unit", "global", "dstate", "state", "target", "tmachine", "hash", "desc", "reason"}
 	machineFields   = []string{"machine", "ip", "metadata"}
 )
 
@@ -108,13 +108,63 @@ func hashLegend(h string, full bool) string {
 	return cell(h)
 }
 
-// formatUnits renders list-units: one row per unit state, sorted by unit
-// name then machine ID. fields must come from parseFields.
-func formatUnits(states []*api.UnitState, machines []*api.Machine, fields []string, full, legend bool) string {
+// sortedStates returns the states without nils, sorted by unit name then
+// machine ID; never nil.
+func sortedStates(states []*api.UnitState) []*api.UnitState {
 	sorted := slices.DeleteFunc(slices.Clone(states), func(s *api.UnitState) bool { return s == nil })
 	slices.SortStableFunc(sorted, func(a, b *api.UnitState) int {
 		return cmp.Or(cmp.Compare(a.Name, b.Name), cmp.Compare(a.MachineID, b.MachineID))
 	})
+	if sorted == nil {
+		sorted = []*api.UnitState{}
+	}
+	return sorted
+}
+
+// sortedUnits returns the units without nils, sorted by name; never nil.
+func sortedUnits(units []*api.Unit) []*api.Unit {
+	sorted := slices.DeleteFunc(slices.Clone(units), func(u *api.Unit) bool { return u == nil })
+	slices.SortStableFunc(sorted, func(a, b *api.Unit) int { return cmp.Compare(a.Name, b.Name) })
+	if sorted == nil {
+		sorted = []*api.Unit{}
+	}
+	return sorted
+}
+
+// sortedMachines returns the machines without nils, sorted by ID; never nil.
+func sortedMachines(machines []*api.Machine) []*api.Machine {
+	sorted := slices.DeleteFunc(slices.Clone(machines), func(m *api.Machine) bool { return m == nil })
+	slices.SortStableFunc(sorted, func(a, b *api.Machine) int { return cmp.Compare(a.ID, b.ID) })
+	if sorted == nil {
+		sorted = []*api.Machine{}
+	}
+	return sorted
+}
+
+// unitFileDoc is one unit of list-unit-files -o json|yaml: the API's unit
+// and what the table derives from its contents.
+type unitFileDoc struct {
+	*api.Unit
+	Hash        string `json:"hash,omitempty"`
+	Global      bool   `json:"global"`
+	Description string `json:"description,omitempty"`
+}
+
+// unitFileDocs returns the documents of units, sorted by name; never nil.
+func unitFileDocs(units []*api.Unit) []unitFileDoc {
+	sorted := sortedUnits(units)
+	docs := make([]unitFileDoc, 0, len(sorted))
+	for _, u := range sorted {
+		info := describeUnit(u)
+		docs = append(docs, unitFileDoc{Unit: u, Hash: info.hash, Global: info.global, Description: info.description})
+	}
+	return docs
+}
+
+// formatUnits renders list-units: one row per unit state, sorted by unit
+// name then machine ID. fields must come from parseFields.
+func formatUnits(states []*api.UnitState, machines []*api.Machine, fields []string, full, legend bool) string {
+	sorted := sortedStates(states)
 	ips := machineIPs(machines)
 	rows := make([][]string, 0, len(sorted))
 	for _, s := range sorted {
@@ -145,8 +195,7 @@ func formatUnits(states []*api.UnitState, machines []*api.Machine, fields []stri
 // formatUnitFiles renders list-unit-files: one row per unit, sorted by
 // name. fields must come from parseFields.
 func formatUnitFiles(units []*api.Unit, machines []*api.Machine, fields []string, full, legend bool) string {
-	sorted := slices.DeleteFunc(slices.Clone(units), func(u *api.Unit) bool { return u == nil })
-	slices.SortStableFunc(sorted, func(a, b *api.Unit) int { return cmp.Compare(a.Name, b.Name) })
+	sorted := sortedUnits(units)
 	ips := machineIPs(machines)
 	rows := make([][]string, 0, len(sorted))
 	for _, u := range sorted {
@@ -177,6 +226,8 @@ func formatUnitFiles(units []*api.Unit, machines []*api.Machine, fields []string
 				row[i] = hashLegend(info.hash, full)
 			case "desc":
 				row[i] = cell(info.description)
+			case "reason":
+				row[i] = cell(u.Reason)
 			default:
 				row[i] = emptyCell
 			}
@@ -189,8 +240,7 @@ func formatUnitFiles(units []*api.Unit, machines []*api.Machine, fields []string
 // formatMachines renders list-machines: one row per machine, sorted by ID.
 // fields must come from parseFields.
 func formatMachines(machines []*api.Machine, fields []string, full, legend bool) string {
-	sorted := slices.DeleteFunc(slices.Clone(machines), func(m *api.Machine) bool { return m == nil })
-	slices.SortStableFunc(sorted, func(a, b *api.Machine) int { return cmp.Compare(a.ID, b.ID) })
+	sorted := sortedMachines(machines)
 	rows := make([][]string, 0, len(sorted))
 	for _, m := range sorted {
 		row := make([]string, len(fields))

@@ -147,7 +147,8 @@ func TestFormatUnitFiles(t *testing.T) {
 	units := []*api.Unit{
 		{Name: "hello.service", Options: apiOptions(hello), DesiredState: "launched", CurrentState: "launched", MachineID: m1},
 		{Name: "global.service", Options: apiOptions(global), DesiredState: "launched", CurrentState: "inactive"},
-		{Name: "apending.service", Options: apiOptions(hello), DesiredState: "loaded", CurrentState: "inactive"},
+		{Name: "apending.service", Options: apiOptions(hello), DesiredState: "loaded", CurrentState: "inactive",
+			Reason: "no machine matches MachineMetadata"},
 	}
 	helloHash := hello.Hash()
 	globalHash := global.Hash()
@@ -164,6 +165,13 @@ func TestFormatUnitFiles(t *testing.T) {
 				"apending.service\t" + helloHash.Short() + "\tloaded\t\tinactive\t-\n" +
 				"global.service\t\t" + globalHash.Short() + "\tlaunched\t-\t\tglobal\n" +
 				"hello.service\t\t" + helloHash.Short() + "\tlaunched\tlaunched\t113f16a7.../10.0.0.1\n",
+		},
+		{
+			name: "reason", fields: []string{"unit", "reason"}, legend: true,
+			want: "UNIT\t\t\tREASON\n" +
+				"apending.service\tno machine matches MachineMetadata\n" +
+				"global.service\t\t-\n" +
+				"hello.service\t\t-\n",
 		},
 		{
 			name: "global desc and full", fields: []string{"global", "desc", "tmachine", "hash"}, full: true,

@@ -9,15 +9,19 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 
 	"github.com/fleet-next/fleet/api"
 )
 
-// Exit statuses of fleetctl.
+// Exit statuses of fleetctl. A command run over SSH exits with the remote
+// command's status instead, and status exits with systemctl's
+// ExitNotRunning when a unit is not active.
 const (
-	ExitOK    = 0 // the command did what was asked
-	ExitError = 1 // operational failure: API error, timeout, invalid unit, ...
-	ExitUsage = 2 // unknown command or flag, wrong number of arguments
+	ExitOK         = 0 // the command did what was asked
+	ExitError      = 1 // operational failure: API error, timeout, invalid unit, ...
+	ExitUsage      = 2 // unknown command or flag, wrong number of arguments
+	ExitNotRunning = 3 // status: a unit is loaded but not active, as systemctl status says
 )
 
 // API is the part of the fleet HTTP API client that fleetctl uses.
@@ -37,6 +41,12 @@ type API interface {
 	UnitStates(ctx context.Context, machineID, unitName string) ([]*api.UnitState, error)
 	// Machines lists the live machines.
 	Machines(ctx context.Context) ([]*api.Machine, error)
+	// UnitStatus asks one machine (machineID, or the unit's placement when
+	// empty) what systemd says about a unit.
+	UnitStatus(ctx context.Context, name, machineID string) (*api.UnitStatusReport, error)
+	// Journal streams the journal of a unit on one machine (as UnitStatus)
+	// to w until it is written, or with opts.Follow until ctx ends.
+	Journal(ctx context.Context, name, machineID string, opts api.JournalOptions, w io.Writer) error
 }
 
 var _ API = (*api.Client)(nil)
@@ -49,7 +59,8 @@ type Deps struct {
 	Stderr io.Writer
 	// Version is printed by "fleetctl version" and --version.
 	Version string
-	// Getenv reads the environment (FLEETCTL_* defaults of global flags).
+	// Getenv reads the environment: FLEETCTL_* defaults of global flags,
+	// SSH_AUTH_SOCK, HOME and TERM.
 	Getenv func(string) string
 	// NewAPI makes the API client for an endpoint; nil uses api.NewClient.
 	NewAPI func(endpoint string, opts api.ClientOptions) (API, error)
@@ -58,6 +69,9 @@ type Deps struct {
 	// Sleep waits between polls of the cluster state and returns early with
 	// ctx's error when ctx ends; nil uses a timer.
 	Sleep func(ctx context.Context, d time.Duration) error
+	// IsTerminal reports whether one of Stdin, Stdout or Stderr is a
+	// terminal; nil checks the file descriptor of an *os.File.
+	IsTerminal func(f any) bool
 }
 
 func (d Deps) withDefaults() Deps {
@@ -85,6 +99,9 @@ func (d Deps) withDefaults() Deps {
 	if d.Sleep == nil {
 		d.Sleep = sleep
 	}
+	if d.IsTerminal == nil {
+		d.IsTerminal = isTerminalFile
+	}
 	return d
 }
 
@@ -107,15 +124,22 @@ func sleep(ctx context.Context, d time.Duration) error {
 	}
 }
 
+// isTerminalFile reports whether f is an *os.File open on a terminal.
+func isTerminalFile(f any) bool {
+	file, ok := f.(*os.File)
+	return ok && term.IsTerminal(int(file.Fd()))
+}
+
 // Main runs the command line args (without the program name) and returns
 // the process exit status. It is the only place that turns errors into
 // messages and exit statuses.
 func Main(ctx context.Context, args []string, deps Deps) int {
-	deps = deps.withDefaults()
-	root := NewRootCommand(deps)
+	c := newCLI(deps)
+	root := c.rootCommand()
 	root.SetArgs(args)
 	cmd, err := root.ExecuteContextC(ctx)
-	return report(deps.Stderr, cmd, err)
+	c.close()
+	return report(c.deps.Stderr, cmd, err)
 }
 
 // report prints err once on w and returns the exit status for it.
@@ -156,14 +180,21 @@ func usagef(format string, args ...any) error {
 }
 
 // exitError carries the exact text fleetctl prints on stderr for a failed
-// command, the exit status, and the cause for errors.Is / errors.As.
+// command (nothing when msg is empty), the exit status, and the cause for
+// errors.Is / errors.As.
 type exitError struct {
 	code int
 	msg  string
 	err  error
 }
 
-func (e *exitError) Error() string { return e.msg }
+func (e *exitError) Error() string {
+	if e.msg == "" {
+		return fmt.Sprintf("exit status %d", e.code)
+	}
+	return e.msg
+}
+
 func (e *exitError) Unwrap() error { return e.err }
 
 // failf returns an exitError with status 1 and the formatted message; a
@@ -171,4 +202,10 @@ func (e *exitError) Unwrap() error { return e.err }
 func failf(format string, args ...any) error {
 	wrapped := fmt.Errorf(format, args...)
 	return &exitError{code: ExitError, msg: wrapped.Error(), err: wrapped}
+}
+
+// exitStatus ends a command with status code and nothing more on stderr:
+// the command already said what happened (remote command, status).
+func exitStatus(code int) error {
+	return &exitError{code: code}
 }

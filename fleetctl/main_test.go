@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/fleet-next/fleet/registry/registrytest"
 )
 
 const helloUnit = "[Unit]\nDescription=Hello World\n\n[Service]\nExecStart=/bin/sleep 1000\n"
@@ -75,10 +77,32 @@ func TestMainParsing(t *testing.T) {
 			wantCode: ExitError, wantStderr: "Unable to initialize client: read CA file"},
 		{name: "key without certificate", args: []string{"--key-file=/k.pem", "list-units"},
 			wantCode: ExitError, wantStderr: "--key-file and --cert-file must be given together"},
+		{name: "help lists the SSH flags", args: []string{"--help"}, wantCode: ExitOK,
+			wantStdout: "--strict-host-key-checking"},
+		{name: "help lists restart", args: []string{"help"}, wantCode: ExitOK, wantStdout: "\trestart\t"},
+		{name: "bad ssh timeout", args: []string{"--ssh-timeout=soon", "list-units"}, wantCode: ExitUsage,
+			wantStderr: "want seconds (3.0) or a duration (3s)"},
+		{name: "restart without units", args: []string{"restart"}, wantCode: ExitUsage, wantStderr: "No units given"},
+		{name: "negative block attempts on restart", args: []string{"restart", "--block-attempts=-2", "x"},
+			wantCode: ExitUsage, wantStderr: "--block-attempts must not be negative"},
+		{name: "restart has no no-block", args: []string{"restart", "--no-block", "x"}, wantCode: ExitUsage,
+			wantStderr: "unknown flag: --no-block"},
+		{name: "journal -f and -n", args: []string{"journal", "-f", "-n", "5"}, wantCode: ExitUsage,
+			wantStderr: "One unit file must be provided."},
+		{name: "journal --f", args: []string{"journal", "--f"}, wantCode: ExitUsage,
+			wantStderr: "One unit file must be provided."},
+		{name: "ssh --A", args: []string{"ssh", "--A", "--machine=zzz"}, wantCode: ExitError,
+			wantStderr: "could not find matching machine"},
+		{name: "completion for bash", args: []string{"completion", "bash"}, wantCode: ExitOK,
+			wantStdout: "# bash completion V2 for fleetctl"},
+		{name: "completion for zsh", args: []string{"completion", "zsh"}, wantCode: ExitOK, wantStdout: "#compdef fleetctl"},
+		{name: "completion for fish", args: []string{"completion", "fish"}, wantCode: ExitOK,
+			wantStdout: "complete -c fleetctl"},
 	}
+	c := newSimCluster(t, registrytest.StartEtcd(t), clusterOptions{})
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			res := runFleetctl(t, newFakeCluster(), nil, nil, tc.args...)
+			res := runFleetctl(t, c, run{args: tc.args})
 			if res.code != tc.wantCode {
 				t.Errorf("exit status = %d, want %d (stderr %q)", res.code, tc.wantCode, res.stderr)
 			}
@@ -122,11 +146,18 @@ func TestGlobalFlagsFromEnvironment(t *testing.T) {
 			wantEndpoint: defaultEndpoint, wantTimeout: 3 * time.Second, wantDebug: true},
 		{name: "subcommand flag not read from environment", env: map[string]string{"FLEETCTL_FIELDS": "bogus"},
 			wantEndpoint: defaultEndpoint, wantTimeout: 3 * time.Second},
+		{name: "driver from environment", env: map[string]string{"FLEETCTL_DRIVER": "API"},
+			wantEndpoint: defaultEndpoint, wantTimeout: 3 * time.Second},
 	}
+	c := newSimCluster(t, registrytest.StartEtcd(t), clusterOptions{})
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			args := append(append([]string(nil), tc.args...), "list-machines")
-			res := runFleetctl(t, newFakeCluster(), tc.env, nil, args...)
+			env := map[string]string{"FLEETCTL_ENDPOINT": ""}
+			for k, v := range tc.env {
+				env[k] = v
+			}
+			res := runFleetctl(t, c, run{env: env, redirect: true, args: args})
 			if res.code != ExitOK {
 				t.Fatalf("exit status = %d, stderr %q", res.code, res.stderr)
 			}
@@ -140,8 +171,40 @@ func TestGlobalFlagsFromEnvironment(t *testing.T) {
 			if debug != tc.wantDebug {
 				t.Errorf("debug logging = %v, want %v", debug, tc.wantDebug)
 			}
-			if res.stderr != tc.wantStderr {
+			switch {
+			case tc.wantDebug && !strings.Contains(res.stderr, `level=DEBUG msg="api call" method=GET`):
+				t.Errorf("stderr = %q, want the API calls logged", res.stderr)
+			case !tc.wantDebug && res.stderr != tc.wantStderr:
 				t.Errorf("stderr = %q, want %q", res.stderr, tc.wantStderr)
+			}
+		})
+	}
+}
+
+// TestGlobalFlagsFromEnvironmentRefused checks the FLEETCTL_* values that
+// stop a command.
+func TestGlobalFlagsFromEnvironmentRefused(t *testing.T) {
+	tests := []struct {
+		name       string
+		env        map[string]string
+		wantCode   int
+		wantStderr string
+	}{
+		{name: "etcd driver", env: map[string]string{"FLEETCTL_DRIVER": "etcd"}, wantCode: ExitError,
+			wantStderr: "Unable to initialize client: the etcd driver is unsupported: " +
+				"fleetctl only talks to the fleet API (--driver=API, --endpoint)\n"},
+		{name: "bad boolean", env: map[string]string{"FLEETCTL_STRICT_HOST_KEY_CHECKING": "maybe"}, wantCode: ExitUsage,
+			wantStderr: "Error: invalid value \"maybe\" for FLEETCTL_STRICT_HOST_KEY_CHECKING: " +
+				"strconv.ParseBool: parsing \"maybe\": invalid syntax\nRun 'fleetctl list-machines --help' for usage.\n"},
+		{name: "bad ssh timeout", env: map[string]string{"FLEETCTL_SSH_TIMEOUT": "-1"}, wantCode: ExitUsage,
+			wantStderr: "Error: invalid value \"-1\" for FLEETCTL_SSH_TIMEOUT: parse \"-1\": must be positive\n" +
+				"Run 'fleetctl list-machines --help' for usage.\n"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			res := runFleetctl(t, nil, run{env: tc.env, args: []string{"list-machines"}})
+			if res.code != tc.wantCode || res.stderr != tc.wantStderr || res.stdout != "" {
+				t.Errorf("exit %d, stdout %q, stderr %q; want %d and %q", res.code, res.stdout, res.stderr, tc.wantCode, tc.wantStderr)
 			}
 		})
 	}
@@ -198,7 +261,7 @@ func TestDurationValue(t *testing.T) {
 }
 
 func TestAddPrefixAliases(t *testing.T) {
-	root := NewRootCommand(Deps{})
+	root := newCLI(Deps{}).rootCommand()
 	tests := []struct {
 		arg  string
 		want string // command name; "" for no match
@@ -207,12 +270,23 @@ func TestAddPrefixAliases(t *testing.T) {
 		{arg: "list-units", want: "list-units"},
 		{arg: "list-unit-", want: "list-unit-files"},
 		{arg: "list-unit", want: ""},
-		{arg: "sta", want: "start"},
+		{arg: "sta", want: ""},
+		{arg: "star", want: "start"},
 		{arg: "sto", want: "stop"},
 		{arg: "su", want: "submit"},
 		{arg: "s", want: ""},
 		{arg: "d", want: "destroy"},
 		{arg: "v", want: "version"},
+		{arg: "ver", want: "version"},
+		{arg: "verify", want: "verify"},
+		{arg: "c", want: ""},
+		{arg: "ca", want: "cat"},
+		{arg: "co", want: "completion"},
+		{arg: "r", want: "restart"},
+		{arg: "j", want: "journal"},
+		{arg: "ss", want: "ssh"},
+		{arg: "stat", want: "status"},
+		{arg: "f", want: "fd-forward"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.arg, func(t *testing.T) {

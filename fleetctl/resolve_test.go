@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"slices"
 	"testing"
+
+	"github.com/fleet-next/fleet/registry/registrytest"
 )
 
 func TestLocalPaths(t *testing.T) {
@@ -119,14 +121,15 @@ func TestResolveLookupOrder(t *testing.T) {
 			args: []string{"empty.service"}, wantErr: "unit file empty.service: ",
 		},
 	}
+	e := registrytest.StartEtcd(t)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			c := newFakeCluster()
+			c := newSimCluster(t, e, clusterOptions{})
 			for name, text := range tc.registry {
 				c.addUnit(t, name, text, stateInactive)
 			}
 			var stdout, stderr bytes.Buffer
-			r := &resolver{api: c, readFile: fakeFiles(tc.files), stdout: &stdout, stderr: &stderr}
+			r := &resolver{api: c.client(t), readFile: fakeFiles(tc.files), stdout: &stdout, stderr: &stderr}
 			got, err := r.resolve(t.Context(), tc.args, tc.pol)
 			if tc.wantErr != "" {
 				if err == nil || !bytes.Contains([]byte(err.Error()), []byte(tc.wantErr)) {
@@ -156,9 +159,7 @@ func TestResolveLookupOrder(t *testing.T) {
 				t.Errorf("resolve(%q) = names %q exec %q create %v; want %q %q %v",
 					tc.args, names, execs, creates, tc.wantNames, tc.wantExec, tc.wantCreate)
 			}
-			if len(c.created) > 0 {
-				t.Errorf("resolve created units: %v", c.created)
-			}
+			wantNothingCreated(t, c)
 		})
 	}
 }

@@ -1,10 +1,12 @@
 package fleetctl
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -19,40 +21,116 @@ import (
 const (
 	defaultEndpoint       = "unix:///var/run/fleet.sock"
 	defaultRequestTimeout = 3 * time.Second
+	defaultSSHTimeout     = 10 * time.Second
+	defaultSSHUser        = "core"
+	defaultKnownHostsFile = "~/.fleetctl/known_hosts"
+	defaultEtcdKeyPrefix  = "/_coreos.com/fleet/"
 	envPrefix             = "FLEETCTL_"
 )
 
+// driver is the --driver value: how fleetctl reaches the cluster.
+type driver int
+
+const (
+	driverAPI  driver = iota // the fleet HTTP API (the only one supported)
+	driverEtcd               // fleet's direct etcd access, refused
+)
+
+func (d driver) String() string {
+	switch d {
+	case driverAPI:
+		return "API"
+	case driverEtcd:
+		return "etcd"
+	}
+	return fmt.Sprintf("driver(%d)", int(d))
+}
+
+// driverValue is the --driver flag: "API" or "etcd", case-insensitive.
+// Other values are kept and refused when a command needs the cluster, as
+// fleet did, so that help and version still work.
+type driverValue struct{ raw *string }
+
+func (v driverValue) String() string {
+	if v.raw == nil {
+		return ""
+	}
+	return *v.raw
+}
+
+func (v driverValue) Set(s string) error {
+	*v.raw = s
+	return nil
+}
+
+func (v driverValue) Type() string { return "string" }
+
+// parseDriver validates a --driver value.
+func parseDriver(s string) (driver, error) {
+	switch strings.ToLower(s) {
+	case "api":
+		return driverAPI, nil
+	case "etcd":
+		return driverEtcd, nil
+	}
+	return 0, fmt.Errorf("unrecognized driver %q", s)
+}
+
 // globalFlags holds the values of the flags every command accepts.
 type globalFlags struct {
-	endpoint       string
-	requestTimeout time.Duration
-	debug          bool
-	keyFile        string
-	certFile       string
-	caFile         string
+	endpoint              string
+	driver                string
+	etcdKeyPrefix         string
+	requestTimeout        time.Duration
+	debug                 bool
+	keyFile               string
+	certFile              string
+	caFile                string
+	tunnel                string
+	sshUser               string
+	sshTimeout            time.Duration
+	knownHostsFile        string
+	strictHostKeyChecking bool
+	experimentalAPI       bool
 }
 
-// cli is the state of one command tree: its dependencies, the parsed
-// global flags and the API client, made on first use.
+// cli is the state of one command line: its dependencies, the parsed
+// global flags, the API client (made on first use) and what must be
+// released when the command ends (SSH tunnels).
 type cli struct {
-	deps   Deps
-	global globalFlags
-	log    *slog.Logger
-	client API
+	deps    Deps
+	global  globalFlags
+	log     *slog.Logger
+	client  API
+	closers []func() error
 }
 
-// NewRootCommand builds the fleetctl command tree. The tree is meant for one
-// Execute; build a new one per command line.
-func NewRootCommand(deps Deps) *cobra.Command {
-	c := &cli{deps: deps.withDefaults(), log: slog.New(slog.DiscardHandler)}
+func newCLI(deps Deps) *cli {
+	return &cli{deps: deps.withDefaults(), log: slog.New(slog.DiscardHandler)}
+}
+
+// close releases what the command opened, last first.
+func (c *cli) close() {
+	for i := len(c.closers) - 1; i >= 0; i-- {
+		if err := c.closers[i](); err != nil {
+			c.log.Debug("release resource", "err", err)
+		}
+	}
+	c.closers = nil
+}
+
+// rootCommand builds the fleetctl command tree, meant for one Execute.
+func (c *cli) rootCommand() *cobra.Command {
 	root := &cobra.Command{
-		Use:               "fleetctl",
-		Short:             "fleetctl is a command-line interface to fleet, the cluster-wide CoreOS init system.",
-		Version:           c.deps.Version,
-		Args:              cobra.ArbitraryArgs,
-		SilenceErrors:     true,
-		SilenceUsage:      true,
-		CompletionOptions: cobra.CompletionOptions{DisableDefaultCmd: true},
+		Use:           "fleetctl",
+		Short:         "fleetctl is a command-line interface to fleet, the cluster-wide CoreOS init system.",
+		Version:       c.deps.Version,
+		Args:          cobra.ArbitraryArgs,
+		SilenceErrors: true,
+		SilenceUsage:  true,
+		CompletionOptions: cobra.CompletionOptions{
+			DisableDefaultCmd: true, // "completion" is ours: see newCompletionCommand
+		},
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
 			return c.setup(cmd)
 		},
@@ -85,10 +163,17 @@ func NewRootCommand(deps Deps) *cobra.Command {
 		c.newStopCommand(),
 		c.newUnloadCommand(),
 		c.newDestroyCommand(),
+		c.newRestartCommand(),
 		c.newListUnitsCommand(),
 		c.newListUnitFilesCommand(),
 		c.newListMachinesCommand(),
+		c.newStatusCommand(),
+		c.newJournalCommand(),
 		c.newCatCommand(),
+		c.newSSHCommand(),
+		c.newFDForwardCommand(),
+		newVerifyCommand(),
+		newCompletionCommand(),
 		newVersionCommand(c.deps.Version),
 	)
 	root.SetGlobalNormalizationFunc(normalizeFlagName)
@@ -100,6 +185,11 @@ func NewRootCommand(deps Deps) *cobra.Command {
 func (g *globalFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&g.endpoint, "endpoint", defaultEndpoint,
 		"Location of the fleet API (http://, https:// or unix://). Only the first of a comma-separated list is used.")
+	g.driver = driverAPI.String()
+	fs.Var(driverValue{&g.driver}, "driver",
+		"How to reach the cluster. Only \"API\" is supported; \"etcd\" is refused.")
+	fs.StringVar(&g.etcdKeyPrefix, "etcd-key-prefix", defaultEtcdKeyPrefix,
+		"Keyspace of fleet data in etcd. Only used by the etcd driver, which is not supported; accepted for compatibility.")
 	g.requestTimeout = defaultRequestTimeout
 	fs.Var(durationValue{&g.requestTimeout}, "request-timeout",
 		"Amount of time allowed for a single request to the fleet API, in seconds (3.0) or as a duration (3s)")
@@ -107,6 +197,18 @@ func (g *globalFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&g.keyFile, "key-file", "", "Location of the client TLS key file")
 	fs.StringVar(&g.certFile, "cert-file", "", "Location of the client TLS certificate file")
 	fs.StringVar(&g.caFile, "ca-file", "", "Location of the TLS CA file used to verify the server")
+	fs.StringVar(&g.tunnel, "tunnel", "",
+		"Reach the fleet API and the machines through an SSH bastion host[:port] (port 22 if not given)")
+	fs.StringVar(&g.sshUser, "ssh-username", defaultSSHUser, "Username to use when connecting over SSH")
+	g.sshTimeout = defaultSSHTimeout
+	fs.Var(durationValue{&g.sshTimeout}, "ssh-timeout",
+		"Amount of time allowed to establish an SSH connection, in seconds (10.0) or as a duration (10s)")
+	fs.StringVar(&g.knownHostsFile, "known-hosts-file", defaultKnownHostsFile,
+		"File used to store remote machine fingerprints. Ignored if strict host key checking is disabled.")
+	fs.BoolVar(&g.strictHostKeyChecking, "strict-host-key-checking", true,
+		"Verify host keys presented by remote machines before initiating SSH connections.")
+	fs.BoolVar(&g.experimentalAPI, "experimental-api", true, "Deprecated and ignored: the fleet API is always used.")
+	_ = fs.MarkHidden("experimental-api") // declared on the line above
 }
 
 // normalizeFlagName maps fleet's deprecated flag spellings to the current ones.
@@ -125,6 +227,9 @@ func normalizeFlagName(_ *pflag.FlagSet, name string) pflag.NormalizedName {
 // setup runs before every subcommand: it fills global flags from the
 // environment and configures debug logging.
 func (c *cli) setup(cmd *cobra.Command) error {
+	if cmd.Root().PersistentFlags().Changed("experimental-api") {
+		fmt.Fprintln(c.deps.Stderr, "WARNING: --experimental-api is deprecated and ignored: the fleet API is always used")
+	}
 	if err := applyEnv(cmd.Root().PersistentFlags(), c.deps.Getenv); err != nil {
 		return err
 	}
@@ -152,17 +257,28 @@ func applyEnv(fs *pflag.FlagSet, getenv func(string) string) error {
 		if v == "" {
 			return
 		}
-		if serr := fs.Set(f.Name, v); serr != nil {
+		if serr := f.Value.Set(v); serr != nil {
 			err = usagef("invalid value %q for %s: %v", v, key, serr)
+			return
 		}
+		f.Changed = true
 	})
 	return err
 }
 
-// api returns the API client, making it on first use.
-func (c *cli) api() (API, error) {
+// api returns the API client, making it on first use: through an SSH
+// tunnel when --tunnel is set.
+func (c *cli) api(ctx context.Context) (API, error) {
 	if c.client != nil {
 		return c.client, nil
+	}
+	d, err := parseDriver(c.global.driver)
+	if err != nil {
+		return nil, failf("Unable to initialize client: %w", err)
+	}
+	if d == driverEtcd {
+		return nil, failf("Unable to initialize client: the etcd driver is unsupported: " +
+			"fleetctl only talks to the fleet API (--driver=API, --endpoint)")
 	}
 	endpoint := c.global.endpoint
 	if first, _, many := strings.Cut(endpoint, ","); many {
@@ -172,6 +288,12 @@ func (c *cli) api() (API, error) {
 	tlsConf, err := tlsConfig(c.deps.ReadFile, c.global.keyFile, c.global.certFile, c.global.caFile)
 	if err != nil {
 		return nil, failf("Unable to initialize client: %w", err)
+	}
+	if c.global.tunnel != "" {
+		endpoint, tlsConf, err = c.openAPITunnel(ctx, endpoint, tlsConf)
+		if err != nil {
+			return nil, failf("Unable to initialize client: %w", err)
+		}
 	}
 	client, err := c.deps.NewAPI(endpoint, api.ClientOptions{
 		Timeout: c.global.requestTimeout,
@@ -262,16 +384,18 @@ func unknownCommand(cmd *cobra.Command, name string) error {
 	return &usageError{msg: msg}
 }
 
-// addPrefixAliases lets every unambiguous prefix of a command name select
-// that command ("list-m" for list-machines), as fleetctl always allowed.
-// It must see the complete list of commands.
+// addPrefixAliases lets every unambiguous prefix of a visible command's
+// name select that command ("list-m" for list-machines), as fleetctl
+// always allowed. Hidden commands take part only by their full name. It
+// must see the complete list of commands.
 func addPrefixAliases(cmds []*cobra.Command) {
-	for _, cmd := range cmds {
+	visible := slices.DeleteFunc(slices.Clone(cmds), func(c *cobra.Command) bool { return c.Hidden })
+	for _, cmd := range visible {
 		name := cmd.Name()
 		for n := 1; n < len(name); n++ {
 			prefix := name[:n]
 			matches := 0
-			for _, other := range cmds {
+			for _, other := range visible {
 				if strings.HasPrefix(other.Name(), prefix) {
 					matches++
 				}

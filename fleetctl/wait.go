@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -22,12 +23,15 @@ const (
 	reasonAttempts = 2
 	// submitAttempts bounds the wait of submit, which has no block flags.
 	submitAttempts = 5
+	// progressNames is how many pending unit names the progress line shows.
+	progressNames = 3
 )
 
 // systemd states that make a started unit count as running.
 const (
-	systemdActive = "active"
-	systemdLoaded = "loaded"
+	systemdActive   = "active"
+	systemdLoaded   = "loaded"
+	systemdInactive = "inactive"
 )
 
 // blockFlags are the --block-attempts and --no-block flags.
@@ -37,10 +41,14 @@ type blockFlags struct {
 }
 
 func (b *blockFlags) register(fs *pflag.FlagSet, until string) {
-	fs.IntVar(&b.attempts, "block-attempts", 0,
-		"Wait until the units are "+until+", performing up to N attempts of about 2s before giving up. 0 waits forever.")
+	b.registerAttempts(fs, until)
 	fs.BoolVar(&b.noBlock, "no-block", false,
 		"Do not wait until the units are "+until+" before exiting.")
+}
+
+func (b *blockFlags) registerAttempts(fs *pflag.FlagSet, until string) {
+	fs.IntVar(&b.attempts, "block-attempts", 0,
+		"Wait until the units are "+until+", performing up to N attempts of about 2s before giving up. 0 waits forever.")
 }
 
 func (b blockFlags) validate() error {
@@ -60,6 +68,12 @@ const (
 	goalState  goalKind = iota // the fleet current state
 	goalActive                 // the fleet current state, then systemd active
 	goalGone                   // no longer in the registry
+	// goalStopped: systemd reports the unit not running on each machine
+	// of the goal (global units, which have no current state).
+	goalStopped
+	// goalRunning: systemd reports the unit active on each machine of the
+	// goal (global units).
+	goalRunning
 )
 
 func (k goalKind) String() string {
@@ -70,6 +84,10 @@ func (k goalKind) String() string {
 		return "active"
 	case goalGone:
 		return "gone"
+	case goalStopped:
+		return "stopped"
+	case goalRunning:
+		return "running"
 	}
 	return fmt.Sprintf("goalKind(%d)", int(k))
 }
@@ -78,7 +96,9 @@ func (k goalKind) String() string {
 type goal struct {
 	name  string
 	kind  goalKind
-	state string // current state awaited by goalState and goalActive
+	state string // current state awaited (goalState, goalActive) or printed once reached (goalStopped, goalRunning)
+	// machines are the machines of goalStopped and goalRunning.
+	machines []string
 }
 
 // progress is the wait's memory about one goal.
@@ -91,7 +111,10 @@ type progress struct {
 
 // awaiting is the state reported in a timeout message.
 func (p *progress) awaiting() string {
-	if p.reached {
+	switch {
+	case p.kind == goalStopped:
+		return systemdInactive
+	case p.kind == goalRunning, p.reached:
 		return systemdActive
 	}
 	return p.state
@@ -110,13 +133,18 @@ func (e *timeoutError) Error() string {
 	return fmt.Sprintf("timed out waiting for unit %s to report state %s", e.name, e.state)
 }
 
-// waiter polls the API until units reach their goals.
+// waiter polls the API until units reach their goals. Its poll budget is
+// shared by all its waits, so a command that waits twice (restart) stays
+// within one --block-attempts.
 type waiter struct {
 	api      API
 	sleep    func(context.Context, time.Duration) error
 	out      io.Writer // "Unit X <state> on <machine>" lines
+	progress io.Writer // terminal for a progress line; nil for none
 	maxPolls int       // 0: no limit
+	polls    int       // polls made so far
 	ips      map[string]string
+	shown    bool // a progress line is on the terminal
 }
 
 // wait blocks until every goal is met, the poll budget is spent
@@ -126,7 +154,9 @@ func (w *waiter) wait(ctx context.Context, goals []goal) error {
 	for _, g := range goals {
 		pending = append(pending, &progress{goal: g})
 	}
-	for polls := 1; len(pending) > 0; polls++ {
+	defer w.clearProgress()
+	for len(pending) > 0 {
+		w.polls++
 		next := pending[:0]
 		for _, p := range pending {
 			done, err := w.check(ctx, p)
@@ -141,13 +171,14 @@ func (w *waiter) wait(ctx context.Context, goals []goal) error {
 		if len(pending) == 0 {
 			break
 		}
-		if w.maxPolls > 0 && polls >= w.maxPolls {
+		if w.maxPolls > 0 && w.polls >= w.maxPolls {
 			p := pending[0]
 			if p.kind == goalGone {
 				return &timeoutError{name: p.name}
 			}
 			return &timeoutError{name: p.name, state: p.awaiting()}
 		}
+		w.showProgress(len(goals), pending)
 		if err := w.sleep(ctx, pollInterval); err != nil {
 			return fmt.Errorf("poll unit states: %w", err)
 		}
@@ -155,8 +186,36 @@ func (w *waiter) wait(ctx context.Context, goals []goal) error {
 	return nil
 }
 
+// showProgress draws the progress line of a wait for several units.
+func (w *waiter) showProgress(total int, pending []*progress) {
+	if w.progress == nil || total < 2 {
+		return
+	}
+	names := make([]string, 0, progressNames+1)
+	for i, p := range pending {
+		if i == progressNames {
+			names = append(names, "...")
+			break
+		}
+		names = append(names, p.name)
+	}
+	fmt.Fprintf(w.progress, "\r\x1b[KWaiting for %d of %d units: %s", len(pending), total, strings.Join(names, ", "))
+	w.shown = true
+}
+
+// clearProgress erases the progress line, if one is shown.
+func (w *waiter) clearProgress() {
+	if w.shown {
+		fmt.Fprint(w.progress, "\r\x1b[K")
+		w.shown = false
+	}
+}
+
 // check polls one goal once and reports whether it is met.
 func (w *waiter) check(ctx context.Context, p *progress) (bool, error) {
+	if p.kind == goalStopped || p.kind == goalRunning {
+		return w.checkMachines(ctx, p)
+	}
 	if !p.reached {
 		u, err := w.api.Unit(ctx, p.name)
 		if err != nil {
@@ -173,7 +232,7 @@ func (w *waiter) check(ctx context.Context, p *progress) (bool, error) {
 		}
 		p.reached = true
 		p.machineID = u.MachineID
-		w.printReached(ctx, u)
+		w.printReached(ctx, u.Name, u.CurrentState, u.MachineID)
 		if p.kind != goalActive {
 			return true, nil
 		}
@@ -183,11 +242,53 @@ func (w *waiter) check(ctx context.Context, p *progress) (bool, error) {
 		return false, fmt.Errorf("get states of unit %s: %w", p.name, err)
 	}
 	for _, s := range states {
-		if s != nil && s.SystemdActiveState == systemdActive && s.SystemdLoadState == systemdLoaded {
+		if isActive(s) {
 			return true, nil
 		}
 	}
 	return false, nil
+}
+
+// checkMachines polls a goal on the systemd state of several machines.
+func (w *waiter) checkMachines(ctx context.Context, p *progress) (bool, error) {
+	states, err := w.api.UnitStates(ctx, "", p.name)
+	if err != nil {
+		return false, fmt.Errorf("get states of unit %s: %w", p.name, err)
+	}
+	byMachine := make(map[string]*api.UnitState, len(states))
+	for _, s := range states {
+		if s != nil {
+			byMachine[s.MachineID] = s
+		}
+	}
+	for _, m := range p.machines {
+		s := byMachine[m]
+		if p.kind == goalRunning && !isActive(s) || p.kind == goalStopped && isRunning(s) {
+			return false, nil
+		}
+	}
+	for _, m := range p.machines {
+		w.printReached(ctx, p.name, p.state, m)
+	}
+	return true, nil
+}
+
+// isActive reports whether systemd reports s loaded and active.
+func isActive(s *api.UnitState) bool {
+	return s != nil && s.SystemdActiveState == systemdActive && s.SystemdLoadState == systemdLoaded
+}
+
+// isRunning reports whether systemd reports s active or on its way in or
+// out of it.
+func isRunning(s *api.UnitState) bool {
+	if s == nil {
+		return false
+	}
+	switch s.SystemdActiveState {
+	case systemdActive, "activating", "deactivating", "reloading", "refreshing":
+		return true
+	}
+	return false
 }
 
 // notPlaced counts polls on which the cluster said it cannot place u and
@@ -205,10 +306,11 @@ func (p *progress) notPlaced(u *api.Unit) error {
 }
 
 // printReached writes "Unit X <state>[ on <machine>]".
-func (w *waiter) printReached(ctx context.Context, u *api.Unit) {
-	msg := fmt.Sprintf("Unit %s %s", u.Name, u.CurrentState)
-	if u.MachineID != "" {
-		msg += " on " + machineLegend(u.MachineID, w.machineIP(ctx, u.MachineID), false)
+func (w *waiter) printReached(ctx context.Context, name, state, machineID string) {
+	w.clearProgress()
+	msg := fmt.Sprintf("Unit %s %s", name, state)
+	if machineID != "" {
+		msg += " on " + machineLegend(machineID, w.machineIP(ctx, machineID), false)
 	}
 	fmt.Fprintln(w.out, msg)
 }

@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
+
+	"github.com/fleet-next/fleet/registry/registrytest"
 )
 
 // TestWaiter counts polls (Unit calls) and pauses, never time: one attempt
@@ -14,7 +17,7 @@ func TestWaiter(t *testing.T) {
 	const reason = "no machine matches MachineMetadata"
 	tests := []struct {
 		name      string
-		setup     func(t *testing.T, c *fakeCluster)
+		setup     func(t *testing.T, c *simCluster)
 		goals     []goal
 		attempts  int
 		wantErr   string // "" for success
@@ -24,16 +27,16 @@ func TestWaiter(t *testing.T) {
 	}{
 		{
 			name: "state reached on the fourth poll",
-			setup: func(t *testing.T, c *fakeCluster) {
+			setup: func(t *testing.T, c *simCluster) {
 				c.addUnit(t, "hello.service", helloUnit, stateLoaded)
-				c.settleAfter = 3
+				c.set(func(c *simCluster) { c.settleAfter = 3 })
 			},
 			goals:   []goal{{name: "hello.service", kind: goalState, state: stateLoaded}},
 			wantOut: "Unit hello.service loaded on 113f16a7.../" + testIP + "\n", wantPolls: 4, wantPause: 3,
 		},
 		{
 			name: "two units share the polls",
-			setup: func(t *testing.T, c *fakeCluster) {
+			setup: func(t *testing.T, c *simCluster) {
 				c.addUnit(t, "a.service", helloUnit, stateInactive)
 				c.addUnit(t, "b.service", helloUnit, stateInactive)
 			},
@@ -45,9 +48,9 @@ func TestWaiter(t *testing.T) {
 		},
 		{
 			name: "timeout after the attempts",
-			setup: func(t *testing.T, c *fakeCluster) {
+			setup: func(t *testing.T, c *simCluster) {
 				c.addUnit(t, "hello.service", helloUnit, stateLaunched)
-				c.place = ""
+				c.set(func(c *simCluster) { c.place = "" })
 			},
 			goals:     []goal{{name: "hello.service", kind: goalState, state: stateLaunched}},
 			attempts:  2,
@@ -56,9 +59,9 @@ func TestWaiter(t *testing.T) {
 		},
 		{
 			name: "reason for two attempts stops an endless wait",
-			setup: func(t *testing.T, c *fakeCluster) {
+			setup: func(t *testing.T, c *simCluster) {
 				c.addUnit(t, "hello.service", helloUnit, stateLaunched)
-				c.place, c.reason = "", reason
+				c.set(func(c *simCluster) { c.place, c.reason = "", reason })
 			},
 			goals:     []goal{{name: "hello.service", kind: goalState, state: stateLaunched}},
 			wantErr:   "Unit hello.service cannot be placed: " + reason,
@@ -66,9 +69,9 @@ func TestWaiter(t *testing.T) {
 		},
 		{
 			name: "reason shorter than two attempts is tolerated",
-			setup: func(t *testing.T, c *fakeCluster) {
+			setup: func(t *testing.T, c *simCluster) {
 				c.addUnit(t, "hello.service", helloUnit, stateLaunched)
-				c.reason, c.settleAfter = reason, reasonAttempts*pollsPerAttempt-1
+				c.set(func(c *simCluster) { c.reason, c.settleAfter = reason, reasonAttempts*pollsPerAttempt-1 })
 			},
 			goals:     []goal{{name: "hello.service", kind: goalState, state: stateLaunched}},
 			wantOut:   "Unit hello.service launched on 113f16a7.../" + testIP + "\n",
@@ -76,18 +79,18 @@ func TestWaiter(t *testing.T) {
 		},
 		{
 			name: "active waits for systemd after launched",
-			setup: func(t *testing.T, c *fakeCluster) {
+			setup: func(t *testing.T, c *simCluster) {
 				c.addUnit(t, "hello.service", helloUnit, stateLaunched)
-				c.activeAfter = 5
+				c.set(func(c *simCluster) { c.activeAfter = 5 })
 			},
 			goals:   []goal{{name: "hello.service", kind: goalActive, state: stateLaunched}},
 			wantOut: "Unit hello.service launched on 113f16a7.../" + testIP + "\n", wantPolls: 1, wantPause: 5,
 		},
 		{
 			name: "active timeout names the systemd state",
-			setup: func(t *testing.T, c *fakeCluster) {
+			setup: func(t *testing.T, c *simCluster) {
 				c.addUnit(t, "hello.service", helloUnit, stateLaunched)
-				c.activeAfter = -1
+				c.set(func(c *simCluster) { c.activeAfter = -1 })
 			},
 			goals:     []goal{{name: "hello.service", kind: goalActive, state: stateLaunched}},
 			attempts:  1,
@@ -102,7 +105,7 @@ func TestWaiter(t *testing.T) {
 		},
 		{
 			name:      "not gone in time",
-			setup:     func(t *testing.T, c *fakeCluster) { c.addUnit(t, "hello.service", helloUnit, stateInactive) },
+			setup:     func(t *testing.T, c *simCluster) { c.addUnit(t, "hello.service", helloUnit, stateInactive) },
 			goals:     []goal{{name: "hello.service", kind: goalGone}},
 			attempts:  1,
 			wantErr:   "timed out waiting for unit hello.service to be destroyed",
@@ -115,15 +118,16 @@ func TestWaiter(t *testing.T) {
 			wantPolls: 1,
 		},
 	}
+	e := registrytest.StartEtcd(t)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			c := newFakeCluster()
+			c := newSimCluster(t, e, clusterOptions{})
 			if tc.setup != nil {
 				tc.setup(t, c)
 			}
 			var out bytes.Buffer
 			pauses := 0
-			w := &waiter{api: c, out: &out, maxPolls: blockFlags{attempts: tc.attempts}.maxPolls(),
+			w := &waiter{api: c.client(t), out: &out, maxPolls: blockFlags{attempts: tc.attempts}.maxPolls(),
 				sleep: func(ctx context.Context, d time.Duration) error {
 					if d != pollInterval {
 						t.Errorf("pause of %v, want %v", d, pollInterval)
@@ -141,20 +145,20 @@ func TestWaiter(t *testing.T) {
 			if out.String() != tc.wantOut {
 				t.Errorf("output = %q, want %q", out.String(), tc.wantOut)
 			}
-			if c.unitCalls != tc.wantPolls || pauses != tc.wantPause {
-				t.Errorf("polls = %d, pauses = %d; want %d, %d", c.unitCalls, pauses, tc.wantPolls, tc.wantPause)
+			if polls, _ := c.counters(); polls != tc.wantPolls || pauses != tc.wantPause {
+				t.Errorf("polls = %d, pauses = %d; want %d, %d", polls, pauses, tc.wantPolls, tc.wantPause)
 			}
 		})
 	}
 }
 
 func TestWaiterStopsWithContext(t *testing.T) {
-	c := newFakeCluster()
+	c := newSimCluster(t, registrytest.StartEtcd(t), clusterOptions{})
 	c.addUnit(t, "hello.service", helloUnit, stateLaunched)
-	c.place = ""
+	c.set(func(c *simCluster) { c.place = "" })
 	ctx, cancel := context.WithCancel(t.Context())
 	pauses := 0
-	w := &waiter{api: c, out: &bytes.Buffer{}, sleep: func(ctx context.Context, _ time.Duration) error {
+	w := &waiter{api: c.client(t), out: &bytes.Buffer{}, sleep: func(ctx context.Context, _ time.Duration) error {
 		pauses++
 		if pauses == 3 {
 			cancel()
@@ -165,8 +169,8 @@ func TestWaiterStopsWithContext(t *testing.T) {
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("wait error = %v, want context.Canceled", err)
 	}
-	if c.unitCalls != 3 {
-		t.Errorf("polls = %d, want 3", c.unitCalls)
+	if polls, _ := c.counters(); polls != 3 {
+		t.Errorf("polls = %d, want 3", polls)
 	}
 }
 
@@ -197,5 +201,127 @@ func TestWaitFailure(t *testing.T) {
 				t.Errorf("waitFailure() does not wrap its cause")
 			}
 		})
+	}
+}
+
+// TestWaiterMachines covers the goals on systemd's state on several
+// machines (global units) and the budget shared by successive waits.
+func TestWaiterMachines(t *testing.T) {
+	e := registrytest.StartEtcd(t)
+	machines := []string{testMachine, testMachine2}
+	tests := []struct {
+		name      string
+		desired   string // set before waiting
+		active    int    // activeAfter
+		attempts  int
+		goals     []goal
+		wantErr   string
+		wantOut   string
+		wantPause int
+	}{
+		{
+			name: "stopped everywhere", desired: stateLoaded,
+			goals:   []goal{{name: "g.service", kind: goalStopped, state: stateLoaded, machines: machines}},
+			wantOut: "Unit g.service loaded on 113f16a7.../172.17.8.103\nUnit g.service loaded on 22222222.../172.17.8.104\n",
+		},
+		{
+			name: "running everywhere once systemd says so", desired: stateLaunched, active: 3,
+			goals: []goal{{name: "g.service", kind: goalRunning, state: stateLaunched, machines: machines}},
+			wantOut: "Unit g.service launched on 113f16a7.../172.17.8.103\n" +
+				"Unit g.service launched on 22222222.../172.17.8.104\n",
+			wantPause: 3,
+		},
+		{
+			name: "not running in time", desired: stateLaunched, active: -1, attempts: 1,
+			goals:     []goal{{name: "g.service", kind: goalRunning, state: stateLaunched, machines: machines}},
+			wantErr:   "timed out waiting for unit g.service to report state active",
+			wantPause: pollsPerAttempt - 1,
+		},
+		{
+			name: "still running", desired: stateLaunched, attempts: 1,
+			goals:     []goal{{name: "g.service", kind: goalStopped, state: stateLoaded, machines: machines}},
+			wantErr:   "timed out waiting for unit g.service to report state inactive",
+			wantPause: pollsPerAttempt - 1,
+		},
+		{
+			name: "a machine without a state counts as stopped", desired: stateLoaded,
+			goals: []goal{{name: "g.service", kind: goalStopped, state: stateLoaded,
+				machines: []string{testMachine, "0123456789abcdef"}}},
+			wantOut: "Unit g.service loaded on 113f16a7.../172.17.8.103\nUnit g.service loaded on 01234567...\n",
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newSimCluster(t, e, twoMachines)
+			c.addUnit(t, "g.service", globalUnit, stateLaunched)
+			c.set(func(c *simCluster) { c.activeAfter = tc.active })
+			client := c.client(t)
+			if err := client.SetUnitTargetState(t.Context(), "g.service", tc.desired); err != nil {
+				t.Fatal(err)
+			}
+			var out bytes.Buffer
+			pauses := 0
+			w := &waiter{api: client, out: &out, maxPolls: blockFlags{attempts: tc.attempts}.maxPolls(),
+				sleep: func(ctx context.Context, _ time.Duration) error {
+					pauses++
+					return ctx.Err()
+				}}
+			err := w.wait(t.Context(), tc.goals)
+			if got := fmt.Sprint(err); tc.wantErr == "" && err != nil || tc.wantErr != "" && got != tc.wantErr {
+				t.Fatalf("wait error = %v, want %q", err, tc.wantErr)
+			}
+			if out.String() != tc.wantOut || pauses != tc.wantPause {
+				t.Errorf("output %q after %d pauses, want %q after %d", out.String(), pauses, tc.wantOut, tc.wantPause)
+			}
+		})
+	}
+}
+
+// TestWaiterSharedBudget checks that successive waits of one waiter draw
+// on one budget.
+func TestWaiterSharedBudget(t *testing.T) {
+	c := newSimCluster(t, registrytest.StartEtcd(t), clusterOptions{})
+	c.addUnit(t, "hello.service", helloUnit, stateLaunched)
+	c.set(func(c *simCluster) { c.place = "" }) // never placed again
+	w := &waiter{api: c.client(t), out: &bytes.Buffer{}, maxPolls: blockFlags{attempts: 1}.maxPolls(),
+		sleep: func(ctx context.Context, _ time.Duration) error { return ctx.Err() }}
+	g := []goal{{name: "hello.service", kind: goalState, state: stateLaunched}}
+	for i, want := range []int{pollsPerAttempt, pollsPerAttempt + 1} {
+		err := w.wait(t.Context(), g)
+		var te *timeoutError
+		if !errors.As(err, &te) || w.polls != want {
+			t.Errorf("wait %d: error %v after %d polls in all, want a timeout after %d", i+1, err, w.polls, want)
+		}
+	}
+}
+
+// TestWaiterProgress checks the progress line drawn on a terminal.
+func TestWaiterProgress(t *testing.T) {
+	c := newSimCluster(t, registrytest.StartEtcd(t), clusterOptions{})
+	for _, name := range []string{"a.service", "b.service", "c.service", "d.service", "e.service"} {
+		c.addUnit(t, name, helloUnit, stateLoaded)
+	}
+	c.set(func(c *simCluster) { c.settleAfter = 7 }) // the first 7 unit reads see nothing placed
+	var out, term bytes.Buffer
+	w := &waiter{api: c.client(t), out: &out, progress: &term,
+		sleep: func(ctx context.Context, _ time.Duration) error { return ctx.Err() }}
+	var goals []goal
+	for _, name := range []string{"a.service", "b.service", "c.service", "d.service", "e.service"} {
+		goals = append(goals, goal{name: name, kind: goalState, state: stateLoaded})
+	}
+	if err := w.wait(t.Context(), goals); err != nil {
+		t.Fatal(err)
+	}
+	const erase = "\r\x1b[K"
+	wantTerm := erase + "Waiting for 5 of 5 units: a.service, b.service, c.service, ..." +
+		erase + erase + "Waiting for 2 of 5 units: a.service, b.service" + erase
+	if term.String() != wantTerm {
+		t.Errorf("terminal got %q, want %q", term.String(), wantTerm)
+	}
+	wantOut := "Unit c.service loaded on 113f16a7.../172.17.8.103\nUnit d.service loaded on 113f16a7.../172.17.8.103\n" +
+		"Unit e.service loaded on 113f16a7.../172.17.8.103\nUnit a.service loaded on 113f16a7.../172.17.8.103\n" +
+		"Unit b.service loaded on 113f16a7.../172.17.8.103\n"
+	if out.String() != wantOut {
+		t.Errorf("output %q, want %q", out.String(), wantOut)
 	}
 }
