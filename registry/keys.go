@@ -40,7 +40,7 @@ func (k keys) reasons() string                   { return k.prefix + "reasons/" 
 func (k keys) reason(unit string) string         { return k.reasons() + unit }
 func (k keys) machines() string                  { return k.prefix + "machines/" }
 func (k keys) machine(id string) string          { return k.machines() + id }
-func (k keys) states() string                    { return k.prefix + "states/" }
+func (k keys) states() string                    { return k.prefix + "agent-states/" }
 func (k keys) unitStates(unit string) string     { return k.states() + unit + "/" }
 func (k keys) state(unit, machine string) string { return k.unitStates(unit) + machine }
 func (k keys) metadata() string                  { return k.prefix + "metadata/" }
