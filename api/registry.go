@@ -24,6 +24,13 @@ type Registry interface {
 	// States returns machine reports sorted by unit name then machine ID.
 	// Empty filter fields match everything.
 	States(ctx context.Context, unitName, machineID string) ([]unit.State, error)
+	// StatesPage returns at most limit states in the order and filter of
+	// States, starting after the state key after ("unit/machine"; "" =
+	// from the first), reading only as far as it needs.
+	StatesPage(ctx context.Context, unitName, machineID, after string, limit int) ([]unit.State, error)
+	// StateKeyAt returns the key ("unit/machine") of the state at 0-based
+	// position i in that order and filter, or "" if there are fewer.
+	StateKeyAt(ctx context.Context, unitName, machineID string, i int) (string, error)
 	// Machines returns live machines sorted by ID, metadata merged.
 	Machines(ctx context.Context) ([]unit.Machine, error)
 	// SetMachineMetadata applies dynamic metadata changes atomically: every

@@ -75,6 +75,8 @@ type server struct {
 	local            LocalUnits
 	forwardTransport http.RoundTripper
 	stopping         <-chan struct{}
+
+	cursors *cursors // where the next page of a listing starts
 }
 
 // NewHandler returns the fleet HTTP API v1 served from reg (spec §8). The
@@ -103,6 +105,7 @@ func NewHandler(reg Registry, opts Options) http.Handler {
 		ready:     opts.Ready,
 		metrics:   opts.Metrics,
 		discovery: discoveryDocument(),
+		cursors:   newCursors(),
 
 		machineID:        opts.MachineID,
 		local:            opts.Local,

@@ -1,7 +1,9 @@
 package api
 
 import (
+	"context"
 	"fmt"
+	"math"
 	"net/http"
 
 	"github.com/fleet-next/fleet/unit"
@@ -21,12 +23,11 @@ func (s *server) serveStates(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	all, err := s.reg.States(r.Context(), q.Get("unitName"), q.Get("machineID"))
+	page, next, err := s.statesPage(r.Context(), q.Get("unitName"), q.Get("machineID"), tok)
 	if err != nil {
 		s.internalError(w, r, fmt.Errorf("list unit states: %w", err))
 		return
 	}
-	page, next := paginate(all, tok)
 	resp := UnitStatePage{NextPageToken: next}
 	if len(page) > 0 {
 		resp.States = make([]*UnitState, len(page))
@@ -35,6 +36,39 @@ func (s *server) serveStates(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	writeJSON(w, http.StatusOK, resp)
+}
+
+// statesPage reads page tok of the states listing: from the cursor the
+// previous page left, or else from the key at the page's offset. A full
+// page has a successor (possibly empty, as in fleet).
+func (s *server) statesPage(ctx context.Context, unitName, machineID string, tok pageToken) ([]unit.State, string, error) {
+	key := cursorKey{list: "states", filter: unitName + "\x00" + machineID, page: tok.Page}
+	after := ""
+	if tok.Page > 1 {
+		var ok bool
+		if after, ok = s.cursors.get(key); !ok {
+			k, err := s.reg.StateKeyAt(ctx, unitName, machineID, (int(tok.Page)-1)*int(tok.Limit)-1)
+			if err != nil {
+				return nil, "", err
+			}
+			if k == "" {
+				return nil, "", nil // past the end
+			}
+			after = k
+		}
+	}
+	page, err := s.reg.StatesPage(ctx, unitName, machineID, after, int(tok.Limit))
+	if err != nil {
+		return nil, "", err
+	}
+	next := ""
+	if len(page) == int(tok.Limit) && tok.Page < math.MaxUint16 {
+		last := page[len(page)-1]
+		key.page = tok.Page + 1
+		s.cursors.put(key, last.Name+"/"+last.MachineID)
+		next = tok.next().encode()
+	}
+	return page, next, nil
 }
 
 // serveState serves GET /state/<name>: the first report on that unit.

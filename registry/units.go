@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strings"
 
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/fleet-next/fleet/unit"
@@ -205,4 +206,87 @@ func (r *Etcd) States(ctx context.Context, unitName, machineID string) ([]unit.S
 		return out[i].MachineID < out[j].MachineID
 	})
 	return out, nil
+}
+
+// StatesPage returns at most limit states, sorted by unit then machine,
+// that sort after the state key after ("unit/machine"; "" = from the
+// first), filtered like States. It reads only as far as it needs.
+func (r *Etcd) StatesPage(ctx context.Context, unitName, machineID, after string, limit int) ([]unit.State, error) {
+	var out []unit.State
+	err := r.scanStates(ctx, unitName, machineID, after, limit, false, func(kv *mvccpb.KeyValue, u, m string) bool {
+		s, err := decodeState(u, m, kv.Value)
+		if err != nil {
+			r.log.Warn("skipping undecodable unit state", "key", string(kv.Key), "err", err)
+			return true
+		}
+		out = append(out, s)
+		return len(out) < limit
+	})
+	return out, err
+}
+
+// StateKeyAt returns the key ("unit/machine") of the state at position i
+// (0-based) in the order and filter of StatesPage, or "" if there are not
+// that many. It reads keys only.
+func (r *Etcd) StateKeyAt(ctx context.Context, unitName, machineID string, i int) (string, error) {
+	n, key := 0, ""
+	err := r.scanStates(ctx, unitName, machineID, "", i+1, true, func(kv *mvccpb.KeyValue, u, m string) bool {
+		if n == i {
+			key = u + "/" + m
+			return false
+		}
+		n++
+		return true
+	})
+	return key, err
+}
+
+// scanStates walks state keys after `after` in order, at one revision, in
+// batches, calling fn for each that passes the filters until fn returns
+// false or the range ends.
+func (r *Etcd) scanStates(ctx context.Context, unitName, machineID, after string, want int, keysOnly bool,
+	fn func(kv *mvccpb.KeyValue, u, m string) bool) error {
+	base := r.keys.states()
+	if unitName != "" {
+		base = r.keys.unitStates(unitName)
+	}
+	from, end := base, prefixEnd(base)
+	if after != "" {
+		from = r.keys.states() + after + "\x00"
+		if from < base {
+			from = base
+		}
+	}
+	batch := int64(max(want, 64))
+	if machineID != "" {
+		batch = max(batch, 1024) // most keys will not match
+	}
+	var rev int64
+	for {
+		opts := []clientv3.OpOption{clientv3.WithRange(end), clientv3.WithLimit(batch)}
+		if keysOnly {
+			opts = append(opts, clientv3.WithKeysOnly())
+		}
+		if rev != 0 {
+			opts = append(opts, clientv3.WithRev(rev))
+		}
+		resp, err := r.cli.Get(ctx, from, opts...)
+		if err != nil {
+			return storeErr("read unit states", err)
+		}
+		rev = resp.Header.Revision
+		for _, kv := range resp.Kvs {
+			u, m, ok := split2(strings.TrimPrefix(string(kv.Key), r.keys.states()))
+			if !ok || (machineID != "" && m != machineID) {
+				continue
+			}
+			if !fn(kv, u, m) {
+				return nil
+			}
+		}
+		if !resp.More || len(resp.Kvs) == 0 {
+			return nil
+		}
+		from = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
+	}
 }
