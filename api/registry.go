@@ -12,6 +12,12 @@ import (
 type Registry interface {
 	// Units returns every unit sorted by name, with placement and current state.
 	Units(ctx context.Context) ([]unit.UnitStatus, error)
+	// UnitsPage returns at most limit units sorted by name, starting after
+	// the unit named after ("" = from the first), reading only that span.
+	UnitsPage(ctx context.Context, after string, limit int) ([]unit.UnitStatus, error)
+	// UnitNameAt returns the name at 0-based position i in name order, or
+	// "" if there are fewer units.
+	UnitNameAt(ctx context.Context, i int) (string, error)
 	// Unit returns one unit, or an error wrapping registry.ErrNotFound.
 	Unit(ctx context.Context, name string) (unit.UnitStatus, error)
 	// CreateUnit stores u, replacing any unit of that name (contents and

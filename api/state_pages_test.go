@@ -88,3 +88,55 @@ func serve(h http.Handler, method, path string) *httptest.ResponseRecorder {
 	h.ServeHTTP(rec, httptest.NewRequest(method, path, nil))
 	return rec
 }
+
+func TestUnitPagesWithAndWithoutCursors(t *testing.T) {
+	e := newEnv(t, api.Options{TokenLimit: 4})
+	other := api.NewHandler(e.reg, api.Options{Version: testVersion, TokenLimit: 4})
+	lease := e.registerMachine(unit.Machine{ID: "ma"})
+	var want []string
+	for i := range 9 {
+		name := fmt.Sprintf("u%d.service", i)
+		want = append(want, name)
+		content := "[Service]\nExecStart=/bin/true\n"
+		if err := e.reg.CreateUnit(e.ctx, unit.Unit{Name: name, Content: content, Hash: unit.HashOf(content), Desired: unit.StateLaunched}); err != nil {
+			t.Fatal(err)
+		}
+		if i%3 == 0 {
+			e.publish(lease, unit.State{Name: name, MachineID: "ma", Current: unit.StateLaunched})
+		}
+	}
+	for _, alternate := range []bool{false, true} {
+		var got []*api.Unit
+		tok, pages := "", 0
+		for {
+			path := "/fleet/v1/units"
+			if tok != "" {
+				path += "?nextPageToken=" + url.QueryEscape(tok)
+			}
+			h := e.h
+			if alternate && pages%2 == 1 {
+				h = other
+			}
+			var page api.UnitPage
+			decodeOK(t, serve(h, http.MethodGet, path), &page)
+			got = append(got, page.Units...)
+			pages++
+			if tok = page.NextPageToken; tok == "" {
+				break
+			}
+		}
+		if len(got) != len(want) || pages != 3 {
+			t.Fatalf("alternate=%v: %d units in %d pages, want %d in 3", alternate, len(got), pages, len(want))
+		}
+		for i, u := range got {
+			wantState, wantMachine := "inactive", ""
+			if i%3 == 0 {
+				wantState, wantMachine = "launched", "ma"
+			}
+			if u.Name != want[i] || u.CurrentState != wantState || u.MachineID != wantMachine {
+				t.Errorf("alternate=%v: unit %d = %s %s on %q, want %s %s on %q", alternate, i, u.Name, u.CurrentState,
+					u.MachineID, want[i], wantState, wantMachine)
+			}
+		}
+	}
+}

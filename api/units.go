@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"mime"
 	"net/http"
 	"sort"
@@ -25,12 +26,11 @@ func (s *server) serveUnits(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	all, err := s.reg.Units(r.Context())
+	page, next, err := s.unitsPage(r.Context(), tok)
 	if err != nil {
 		s.internalError(w, r, fmt.Errorf("list units: %w", err))
 		return
 	}
-	page, next := paginate(all, tok)
 	resp := UnitPage{NextPageToken: next}
 	if len(page) > 0 {
 		resp.Units = make([]*Unit, len(page))
@@ -39,6 +39,36 @@ func (s *server) serveUnits(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	writeJSON(w, http.StatusOK, resp)
+}
+
+// unitsPage reads page tok of the unit listing like statesPage does.
+func (s *server) unitsPage(ctx context.Context, tok pageToken) ([]unit.UnitStatus, string, error) {
+	key := cursorKey{list: "units", page: tok.Page}
+	after := ""
+	if tok.Page > 1 {
+		var ok bool
+		if after, ok = s.cursors.get(key); !ok {
+			name, err := s.reg.UnitNameAt(ctx, (int(tok.Page)-1)*int(tok.Limit)-1)
+			if err != nil {
+				return nil, "", err
+			}
+			if name == "" {
+				return nil, "", nil // past the end
+			}
+			after = name
+		}
+	}
+	page, err := s.reg.UnitsPage(ctx, after, int(tok.Limit))
+	if err != nil {
+		return nil, "", err
+	}
+	next := ""
+	if len(page) == int(tok.Limit) && tok.Page < math.MaxUint16 {
+		key.page = tok.Page + 1
+		s.cursors.put(key, page[len(page)-1].Name)
+		next = tok.next().encode()
+	}
+	return page, next, nil
 }
 
 // serveUnit serves GET, PUT and DELETE /units/<name>.

@@ -63,9 +63,12 @@ func TestInstrumentReportsEveryRequest(t *testing.T) {
 		{name: "desired state is a read then a fenced transaction",
 			run:  func(ctx context.Context) error { return r.SetDesiredState(ctx, "a.service", unit.StateLaunched) },
 			want: []registry.Op{registry.OpGet, registry.OpTxn}},
-		{name: "unit list is one transaction",
+		{name: "unit list reads the units, then their states and reasons in one transaction",
 			run:  func(ctx context.Context) error { _, err := r.Units(ctx); return err },
-			want: []registry.Op{registry.OpTxn}},
+			want: []registry.Op{registry.OpGet, registry.OpTxn}},
+		{name: "a unit page reads only its span the same way",
+			run:  func(ctx context.Context) error { _, err := r.UnitsPage(ctx, "", 10); return err },
+			want: []registry.Op{registry.OpGet, registry.OpTxn}},
 		{name: "register grants a lease and writes in a transaction",
 			run: func(ctx context.Context) error {
 				_, err := r.Register(ctx, m, "inst", 10*time.Second)

@@ -13,65 +13,115 @@ import (
 )
 
 // Units returns every unit sorted by name with its placement and current
-// state, read in one transaction so the view is consistent.
+// state (see UnitsPage).
 func (r *Etcd) Units(ctx context.Context) ([]unit.UnitStatus, error) {
-	return r.unitStatuses(ctx, "")
+	return r.unitStatuses(ctx, r.keys.units(), prefixEnd(r.keys.units()), 0)
 }
 
 // Unit returns one unit with its placement and current state.
 func (r *Etcd) Unit(ctx context.Context, name string) (unit.UnitStatus, error) {
-	us, err := r.unitStatuses(ctx, name)
+	key := r.keys.unit(name)
+	us, err := r.unitStatuses(ctx, key, key+"\x00", 1)
 	if err != nil {
 		return unit.UnitStatus{}, err
 	}
 	if len(us) == 0 {
 		return unit.UnitStatus{}, &notFoundError{what: fmt.Sprintf("unit %q", name)}
 	}
-	return us[0], nil
-}
-
-// unitStatuses reads units (all, or the one named) with the schedule keys,
-// states and reasons they need.
-func (r *Etcd) unitStatuses(ctx context.Context, only string) ([]unit.UnitStatus, error) {
-	var ops []clientv3.Op
-	if only == "" {
-		ops = []clientv3.Op{
-			clientv3.OpGet(r.keys.units(), clientv3.WithPrefix()),
-			clientv3.OpGet(r.keys.schedules(), clientv3.WithPrefix(), clientv3.WithKeysOnly()),
-			clientv3.OpGet(r.keys.states(), clientv3.WithPrefix()),
-			clientv3.OpGet(r.keys.reasons(), clientv3.WithPrefix()),
-		}
-	} else {
-		ops = []clientv3.Op{
-			clientv3.OpGet(r.keys.unit(only)),
-			clientv3.OpGet(r.keys.schedules(), clientv3.WithPrefix(), clientv3.WithKeysOnly()),
-			clientv3.OpGet(r.keys.unitStates(only), clientv3.WithPrefix()),
-			clientv3.OpGet(r.keys.reason(only)),
+	st := us[0]
+	if st.Global {
+		return st, nil
+	}
+	// For one unit, name the engine's placement even before its machine
+	// reports the unit: status and journal requests go there.
+	target, err := r.placementOf(ctx, name)
+	if err != nil {
+		return unit.UnitStatus{}, err
+	}
+	if target != st.Target {
+		st.Target, st.Current = target, unit.StateInactive
+		if target != "" {
+			if s, err := r.States(ctx, name, target); err == nil && len(s) == 1 && s[0].Current != "" {
+				st.Current = s[0].Current
+			}
 		}
 	}
-	resp, err := r.cli.Txn(ctx).Then(ops...).Commit()
+	return st, nil
+}
+
+// placementOf returns the machine the engine placed a non-global unit on,
+// or "". It reads the schedule's keys only.
+func (r *Etcd) placementOf(ctx context.Context, name string) (string, error) {
+	resp, err := r.cli.Get(ctx, r.keys.schedules(), clientv3.WithPrefix(), clientv3.WithKeysOnly())
+	if err != nil {
+		return "", storeErr("read schedule", err)
+	}
+	for _, kv := range resp.Kvs {
+		if m, u, ok := split2(strings.TrimPrefix(string(kv.Key), r.keys.schedules())); ok && u == name {
+			return m, nil
+		}
+	}
+	return "", nil
+}
+
+// UnitsPage returns at most limit units sorted by name, starting after the
+// unit named after ("" = from the first), reading only that span.
+func (r *Etcd) UnitsPage(ctx context.Context, after string, limit int) ([]unit.UnitStatus, error) {
+	from := r.keys.units()
+	if after != "" {
+		from = r.keys.unit(after) + "\x00"
+	}
+	return r.unitStatuses(ctx, from, prefixEnd(r.keys.units()), limit)
+}
+
+// UnitNameAt returns the name of the unit at 0-based position i in name
+// order, or "" if there are fewer units. It reads keys only.
+func (r *Etcd) UnitNameAt(ctx context.Context, i int) (string, error) {
+	resp, err := r.cli.Get(ctx, r.keys.units(), clientv3.WithRange(prefixEnd(r.keys.units())),
+		clientv3.WithKeysOnly(), clientv3.WithLimit(int64(i+1)))
+	if err != nil {
+		return "", storeErr("read unit names", err)
+	}
+	if len(resp.Kvs) <= i {
+		return "", nil
+	}
+	return strings.TrimPrefix(string(resp.Kvs[i].Key), r.keys.units()), nil
+}
+
+// unitStatuses reads the units in [from, end) (at most limit; 0 = all) and
+// then, at the same revision, the agent states and reasons of just that
+// span of names. A non-global unit's target and current state come from
+// the state its machine publishes: the machine running it reports it as
+// loaded or launched; with no report the unit is inactive.
+func (r *Etcd) unitStatuses(ctx context.Context, from, end string, limit int) ([]unit.UnitStatus, error) {
+	opts := []clientv3.OpOption{clientv3.WithRange(end)}
+	if limit > 0 {
+		opts = append(opts, clientv3.WithLimit(int64(limit)))
+	}
+	resp, err := r.cli.Get(ctx, from, opts...)
 	if err != nil {
 		return nil, storeErr("read units", err)
 	}
-	unitKVs := resp.Responses[0].GetResponseRange().Kvs
-	schedKVs := resp.Responses[1].GetResponseRange().Kvs
-	stateKVs := resp.Responses[2].GetResponseRange().Kvs
-	reasonKVs := resp.Responses[3].GetResponseRange().Kvs
-
-	targets := make(map[string]string) // unit -> first machine it is scheduled on
-	for _, kv := range schedKVs {
-		m, u, ok := split2(strings.TrimPrefix(string(kv.Key), r.keys.schedules()))
-		if !ok || (only != "" && u != only) {
-			continue
-		}
-		if _, seen := targets[u]; !seen {
-			targets[u] = m
-		}
+	if len(resp.Kvs) == 0 {
+		return nil, nil
 	}
-	states := make(map[string]unit.DesiredState) // "unit/machine" -> current
-	for _, kv := range stateKVs {
-		rest := strings.TrimPrefix(string(kv.Key), r.keys.states())
-		u, m, ok := split2(rest)
+	rev := resp.Header.Revision
+	first := strings.TrimPrefix(string(resp.Kvs[0].Key), r.keys.units())
+	last := strings.TrimPrefix(string(resp.Kvs[len(resp.Kvs)-1].Key), r.keys.units())
+	side, err := r.cli.Txn(ctx).Then(
+		clientv3.OpGet(r.keys.unitStates(first), clientv3.WithRange(prefixEnd(r.keys.unitStates(last))), clientv3.WithRev(rev)),
+		clientv3.OpGet(r.keys.reason(first), clientv3.WithRange(r.keys.reason(last)+"\x00"), clientv3.WithRev(rev)),
+	).Commit()
+	if err != nil {
+		return nil, storeErr("read unit states", err)
+	}
+	type report struct {
+		machine string
+		current unit.DesiredState
+	}
+	reports := make(map[string][]report)
+	for _, kv := range side.Responses[0].GetResponseRange().Kvs {
+		u, m, ok := split2(strings.TrimPrefix(string(kv.Key), r.keys.states()))
 		if !ok {
 			continue
 		}
@@ -80,32 +130,32 @@ func (r *Etcd) unitStatuses(ctx context.Context, only string) ([]unit.UnitStatus
 			r.log.Warn("skipping undecodable unit state", "key", string(kv.Key), "err", err)
 			continue
 		}
-		states[rest] = s.Current
+		reports[u] = append(reports[u], report{machine: m, current: s.Current})
 	}
-	reasons := make(map[string]string, len(reasonKVs))
-	for _, kv := range reasonKVs {
+	reasons := make(map[string]string)
+	for _, kv := range side.Responses[1].GetResponseRange().Kvs {
 		reasons[strings.TrimPrefix(string(kv.Key), r.keys.reasons())] = string(kv.Value)
 	}
-
-	out := make([]unit.UnitStatus, 0, len(unitKVs))
-	for _, kv := range unitKVs {
+	out := make([]unit.UnitStatus, 0, len(resp.Kvs))
+	for _, kv := range resp.Kvs {
 		u, err := decodeUnit(kv.Value, kv.CreateRevision)
 		if err != nil {
 			return nil, fmt.Errorf("key %s: %w", kv.Key, err)
 		}
 		st := unit.UnitStatus{Unit: u, Reason: reasons[u.Name]}
 		if !u.Global {
-			st.Target = targets[u.Name]
 			st.Current = unit.StateInactive
-			if st.Target != "" {
-				if c, ok := states[u.Name+"/"+st.Target]; ok && c != "" {
-					st.Current = c
+			// Normally one machine reports a non-global unit; while it moves,
+			// the old machine may still report it: prefer the higher state,
+			// then the lower machine ID (reports are in machine order).
+			for _, rep := range reports[u.Name] {
+				if rep.current != "" && (st.Target == "" || rep.current.Rank() > st.Current.Rank()) {
+					st.Target, st.Current = rep.machine, rep.current
 				}
 			}
 		}
 		out = append(out, st)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out, nil
 }
 
