@@ -83,7 +83,7 @@ func TestPutUnit(t *testing.T) {
 			req:  api.Unit{Options: append(serviceOpts("x", "/bin/true"), opts("X-Fleet", "Conflicts", "a*", "X-Fleet", "Replaces", "b")...)},
 			code: http.StatusBadRequest, msg: "Conflicts cannot be used with Replaces", wantOpts: hello, wantDesired: unit.StateInactive},
 		{name: "replaces a unit that replaces it", unit: "rb.service", existing: nil,
-			req: api.Unit{Options: append(serviceOpts("rb", "/bin/true"), opts("X-Fleet", "Replaces", "ra.service")...)},
+			req:  api.Unit{Options: append(serviceOpts("rb", "/bin/true"), opts("X-Fleet", "Replaces", "ra.service")...)},
 			code: http.StatusCreated, wantOpts: append(serviceOpts("rb", "/bin/true"), opts("X-Fleet", "Replaces", "ra.service")...),
 			wantDesired: unit.StateInactive},
 		{name: "circular Replaces refused", unit: "ra.service",
