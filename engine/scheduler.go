@@ -2,6 +2,7 @@ package engine
 
 import (
 	"cmp"
+	"container/heap"
 	"fmt"
 	"maps"
 	"slices"
@@ -92,6 +93,90 @@ type candidate struct {
 type machineState struct {
 	m     unit.Machine
 	units map[string]*candidate // accepted units by name
+	// special holds the accepted units with Conflicts or Replaces: the
+	// only ones a unit without Conflicts can conflict with.
+	special map[string]*candidate
+	byLoad  *loadHeap // the heap of all live machines ms is in
+	idx     int       // ms's position in byLoad
+}
+
+func (ms *machineState) accept(cd *candidate) {
+	ms.units[cd.u.Name] = cd
+	if len(cd.reqs.Conflicts) > 0 || len(cd.reqs.Replaces) > 0 {
+		ms.special[cd.u.Name] = cd
+	}
+	heap.Fix(ms.byLoad, ms.idx)
+}
+
+func (ms *machineState) remove(name string) {
+	delete(ms.units, name)
+	delete(ms.special, name)
+	heap.Fix(ms.byLoad, ms.idx)
+}
+
+// loadHeap orders machines by accepted units, then machine ID: the order
+// in which the scheduler prefers them.
+type loadHeap []*machineState
+
+func (h loadHeap) Len() int { return len(h) }
+func (h loadHeap) Less(i, j int) bool {
+	if li, lj := len(h[i].units), len(h[j].units); li != lj {
+		return li < lj
+	}
+	return h[i].m.ID < h[j].m.ID
+}
+func (h loadHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].idx, h[j].idx = i, j
+}
+func (h *loadHeap) Push(x any) {
+	ms := x.(*machineState)
+	ms.idx = len(*h)
+	*h = append(*h, ms)
+}
+func (h *loadHeap) Pop() any {
+	old := *h
+	ms := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return ms
+}
+
+// first returns the first machine in heap order that ok accepts, or nil:
+// the same machine leastLoaded picks, found by visiting machines in order
+// of load only until one is accepted.
+func (h loadHeap) first(ok func(*machineState) bool) *machineState {
+	if len(h) == 0 {
+		return nil
+	}
+	frontier := &heapPositions{h: h, pos: []int{0}}
+	for frontier.Len() > 0 {
+		i := heap.Pop(frontier).(int)
+		if ok(h[i]) {
+			return h[i]
+		}
+		for _, c := range [2]int{2*i + 1, 2*i + 2} {
+			if c < len(h) {
+				heap.Push(frontier, c)
+			}
+		}
+	}
+	return nil
+}
+
+// heapPositions is a heap of positions in a loadHeap, in its order.
+type heapPositions struct {
+	h   loadHeap
+	pos []int
+}
+
+func (p *heapPositions) Len() int           { return len(p.pos) }
+func (p *heapPositions) Less(i, j int) bool { return p.h.Less(p.pos[i], p.pos[j]) }
+func (p *heapPositions) Swap(i, j int)      { p.pos[i], p.pos[j] = p.pos[j], p.pos[i] }
+func (p *heapPositions) Push(x any)         { p.pos = append(p.pos, x.(int)) }
+func (p *heapPositions) Pop() any {
+	x := p.pos[len(p.pos)-1]
+	p.pos = p.pos[:len(p.pos)-1]
+	return x
 }
 
 // planRounds bounds how often Plan re-plans its own result.
@@ -136,8 +221,14 @@ func Plan(in Input) []Change {
 func planRound(in Input, c unit.Cluster, budget int) (map[string]map[string]unit.Placement, map[string]string, int) {
 	// Machines: live ones take units; absent ones within grace keep theirs.
 	live := make(map[string]*machineState, len(c.Machines))
-	for id, m := range c.Machines {
-		live[id] = &machineState{m: m, units: map[string]*candidate{}}
+	order := make([]*machineState, 0, len(c.Machines)) // live, by machine ID
+	byLoad := make(loadHeap, 0, len(c.Machines))
+	for _, id := range sortedKeys(c.Machines) {
+		ms := &machineState{m: c.Machines[id], units: map[string]*candidate{}, special: map[string]*candidate{},
+			byLoad: &byLoad, idx: len(byLoad)}
+		live[id] = ms
+		order = append(order, ms)
+		byLoad = append(byLoad, ms) // sorted by ID at equal load: already a heap
 	}
 	held := make(map[string]bool) // absent machines whose placements are kept
 	for id, since := range in.Absent {
@@ -152,7 +243,7 @@ func planRound(in Input, c unit.Cluster, budget int) (map[string]map[string]unit
 	moves := 0
 
 	placeOn := func(cd *candidate, ms *machineState) {
-		ms.units[cd.u.Name] = cd
+		ms.accept(cd)
 		if desired[cd.u.Name] == nil {
 			desired[cd.u.Name] = map[string]unit.Placement{}
 		}
@@ -197,8 +288,7 @@ func planRound(in Input, c unit.Cluster, budget int) (map[string]map[string]unit
 		if cd.err != nil || cd.u.Desired == unit.StateInactive || !cd.u.Global {
 			continue
 		}
-		for _, mid := range sortedKeys(live) {
-			ms := live[mid]
+		for _, ms := range order {
 			if cd.reqs.MatchesMetadata(ms.m.Metadata) && conflictOn(cd, ms) == "" {
 				placeOn(cd, ms)
 			}
@@ -243,7 +333,7 @@ func planRound(in Input, c unit.Cluster, budget int) (map[string]map[string]unit
 			}
 			continue
 		}
-		best, why := pickMachine(cd, live)
+		best, why := pickMachine(cd, live, order)
 		if best == nil {
 			reasons[name] = why
 			continue
@@ -253,14 +343,17 @@ func planRound(in Input, c unit.Cluster, budget int) (map[string]map[string]unit
 		}
 		placeOn(cd, best)
 		// Replaces: units on best that this unit replaces move elsewhere.
+		if len(cd.reqs.Replaces) == 0 {
+			continue
+		}
 		for _, other := range sortedKeys(best.units) {
 			oc := best.units[other]
 			if other == name || !cd.reqs.ReplacesUnit(other) || oc.reqs.ReplacesUnit(name) {
 				continue
 			}
-			delete(best.units, other)
+			best.remove(other)
 			delete(desired[other], best.m.ID)
-			dest := leastLoaded(live, func(ms *machineState) bool { return ms != best && ableToRun(oc, ms, live) == "" })
+			dest := leastLoaded(order, func(ms *machineState) bool { return ms != best && ableToRun(oc, ms, live) == "" })
 			if dest != nil {
 				placeOn(oc, dest)
 			} else {
@@ -405,29 +498,45 @@ func ableToRun(cd *candidate, ms *machineState, live map[string]*machineState) s
 	return conflictOn(cd, ms)
 }
 
-// conflictOn returns "" if cd conflicts with nothing accepted on ms.
+// conflictOn returns "" if cd conflicts with nothing accepted on ms, else
+// names the first conflicting unit in name order. Without Conflicts of its
+// own, cd can only conflict with units that have Conflicts or Replaces.
 func conflictOn(cd *candidate, ms *machineState) string {
-	for _, name := range sortedKeys(ms.units) {
-		other := ms.units[name]
-		if name == cd.u.Name || cd.reqs.ReplacesUnit(name) {
+	scan := ms.special
+	if len(cd.reqs.Conflicts) > 0 {
+		scan = ms.units
+	}
+	first := ""
+	for name, other := range scan {
+		if name == cd.u.Name || (first != "" && name > first) || cd.reqs.ReplacesUnit(name) {
 			continue
 		}
 		// A unit never joins a machine whose unit replaces it; mutual
-		// replacement is ignored (the first check above lets it through).
+		// replacement is ignored (the check above lets it through).
 		if other.reqs.ReplacesUnit(cd.u.Name) || unit.ConflictsWith(cd.u.Name, cd.reqs, name, other.reqs) {
-			return fmt.Sprintf(reasonConflicts, name)
+			first = name
 		}
 	}
-	return ""
+	if first == "" {
+		return ""
+	}
+	return fmt.Sprintf(reasonConflicts, first)
 }
 
 // pickMachine returns the least-loaded live machine cd can run on, or the
-// most telling reason none can.
-func pickMachine(cd *candidate, live map[string]*machineState) (*machineState, string) {
+// most telling reason none can. order is live sorted by machine ID.
+func pickMachine(cd *candidate, live map[string]*machineState, order []*machineState) (*machineState, string) {
 	if len(live) == 0 {
 		return nil, ReasonNoMachines
 	}
-	best := leastLoaded(live, func(ms *machineState) bool { return ableToRun(cd, ms, live) == "" })
+	var best *machineState
+	if r := cd.reqs; r.MachineID == "" && len(r.Metadata) == 0 && len(r.MachineOf) == 0 && len(r.Conflicts) == 0 {
+		// Only a conflict can rule a machine out: try machines in order of
+		// load until one takes it.
+		best = order[0].byLoad.first(func(ms *machineState) bool { return conflictOn(cd, ms) == "" })
+	} else {
+		best = leastLoaded(order, func(ms *machineState) bool { return ableToRun(cd, ms, live) == "" })
+	}
 	if best != nil {
 		return best, ""
 	}
@@ -452,13 +561,30 @@ func pickMachine(cd *candidate, live map[string]*machineState) (*machineState, s
 			return nil, fmt.Sprintf(reasonPeerNotPlaced, peer)
 		}
 	}
+	// Conflicts explain it when every machine that meets the other
+	// requirements is ruled out by a conflict.
 	var conflicting []string
-	for _, id := range sortedKeys(live) {
-		if why := conflictOn(cd, live[id]); why != "" {
+	candidates := 0
+	for _, ms := range order {
+		if r.MachineID != "" && !unit.MatchMachineID(r.MachineID, ms.m.ID) || !r.MatchesMetadata(ms.m.Metadata) {
+			continue
+		}
+		peersHere := true
+		for _, peer := range r.MachineOf {
+			if _, ok := ms.units[peer]; !ok {
+				peersHere = false
+				break
+			}
+		}
+		if !peersHere {
+			continue
+		}
+		candidates++
+		if why := conflictOn(cd, ms); why != "" {
 			conflicting = append(conflicting, strings.TrimPrefix(why, "conflicts with "))
 		}
 	}
-	if len(conflicting) > 0 && len(conflicting) == len(live) {
+	if candidates > 0 && len(conflicting) == candidates {
 		names := map[string]bool{}
 		for _, s := range conflicting {
 			names[strings.TrimSuffix(s, " on every candidate machine")] = true
@@ -469,11 +595,10 @@ func pickMachine(cd *candidate, live map[string]*machineState) (*machineState, s
 }
 
 // leastLoaded returns the machine with the fewest accepted units among those
-// ok accepts, ties broken by machine ID; nil if none.
-func leastLoaded(live map[string]*machineState, ok func(*machineState) bool) *machineState {
+// ok accepts, ties broken by machine ID (order is sorted by ID); nil if none.
+func leastLoaded(order []*machineState, ok func(*machineState) bool) *machineState {
 	var best *machineState
-	for _, id := range sortedKeys(live) {
-		ms := live[id]
+	for _, ms := range order {
 		if !ok(ms) {
 			continue
 		}

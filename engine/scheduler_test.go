@@ -431,6 +431,22 @@ func TestPlanTable(t *testing.T) {
 			reasons: map[string]string{"c.service": "conflicts with a.service, b.service on every candidate machine"},
 		},
 		{
+			name: "Conflicts on the only machines the metadata allows are named as the reason",
+			snap: newSnap().machine(mA, "disk=ssd").machine(mB, "disk=hdd").machine(mC, "disk=hdd").
+				unit("backup.service", unit.StateLaunched, "MachineMetadata=disk=ssd").on("backup.service", mA).
+				unit("batch.service", unit.StateLaunched, "MachineMetadata=disk=ssd", "Conflicts=backup.service"),
+			want:    map[string][]string{"backup.service": {mA}},
+			reasons: map[string]string{"batch.service": "conflicts with backup.service on every candidate machine"},
+		},
+		{
+			name: "Conflicts on the pinned machine are named as the reason",
+			snap: newSnap().machine(mA).machine(mB).
+				unit("legacy.service", unit.StateLaunched, "Conflicts=pinned.service").on("legacy.service", mB).
+				unit("pinned.service", unit.StateLaunched, "MachineID="+mB),
+			want:    map[string][]string{"legacy.service": {mB}},
+			reasons: map[string]string{"pinned.service": "conflicts with legacy.service on every candidate machine"},
+		},
+		{
 			name: "mutually conflicting units go to different machines in submission order",
 			snap: newSnap().machine(mA).machine(mB).
 				unit("z.service", unit.StateLaunched, "Conflicts=*.service").
