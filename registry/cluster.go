@@ -253,13 +253,20 @@ type ScheduleChange struct {
 	Reason    string          // new reason; "" clears it
 }
 
+// applyConcurrency bounds the fenced transactions one Apply keeps in
+// flight: etcd commits concurrent transactions together, so a large plan
+// is written at the store's batched rate rather than one commit at a time.
+const applyConcurrency = 8
+
 // Apply writes changes in transactions of at most maxTxnOps operations,
-// each fenced by the election key, and returns the revision of the last
-// one. ErrNotLeader if leadership was lost.
+// each fenced by the election key, up to applyConcurrency at a time, and
+// returns the highest revision written. The changes of one plan touch
+// distinct keys, so the order of the transactions does not matter.
+// ErrNotLeader if leadership was lost; after any error no further
+// transaction is started.
 func (l *Leader) Apply(ctx context.Context, changes []ScheduleChange) (int64, error) {
 	k := l.r.keys
-	fence := clientv3.Compare(clientv3.CreateRevision(l.key), "=", l.rev)
-	var rev int64
+	var batches [][]clientv3.Op
 	for start := 0; start < len(changes); start += maxTxnOps {
 		end := min(start+maxTxnOps, len(changes))
 		ops := make([]clientv3.Op, 0, end-start)
@@ -268,7 +275,7 @@ func (l *Leader) Apply(ctx context.Context, changes []ScheduleChange) (int64, er
 			case c.Put != nil:
 				b, err := encodePlacement(*c.Put)
 				if err != nil {
-					return rev, fmt.Errorf("encode placement: %w", err)
+					return 0, fmt.Errorf("encode placement: %w", err)
 				}
 				ops = append(ops, clientv3.OpPut(k.placement(c.Put.Machine, c.Put.Unit), string(b)))
 			case c.Delete != nil:
@@ -279,16 +286,49 @@ func (l *Leader) Apply(ctx context.Context, changes []ScheduleChange) (int64, er
 				ops = append(ops, clientv3.OpDelete(k.reason(c.ReasonFor)))
 			}
 		}
-		resp, err := l.r.cli.Txn(ctx).If(fence).Then(ops...).Commit()
-		if err != nil {
-			return rev, storeErr("write schedule", err)
-		}
-		if !resp.Succeeded {
-			return rev, ErrNotLeader
-		}
-		rev = resp.Header.Revision
+		batches = append(batches, ops)
 	}
-	return rev, nil
+	fence := clientv3.Compare(clientv3.CreateRevision(l.key), "=", l.rev)
+	var (
+		mu       sync.Mutex // guards rev and firstErr
+		rev      int64
+		firstErr error
+		wg       sync.WaitGroup
+	)
+	slots := make(chan struct{}, applyConcurrency)
+	for _, ops := range batches {
+		slots <- struct{}{}
+		mu.Lock()
+		failed := firstErr != nil
+		mu.Unlock()
+		if failed {
+			<-slots
+			break
+		}
+		wg.Go(func() {
+			defer func() { <-slots }()
+			resp, err := l.r.cli.Txn(ctx).If(fence).Then(ops...).Commit()
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err != nil:
+				firstErr = cmpFirst(firstErr, storeErr("write schedule", err))
+			case !resp.Succeeded:
+				firstErr = cmpFirst(firstErr, ErrNotLeader)
+			default:
+				rev = max(rev, resp.Header.Revision)
+			}
+		})
+	}
+	wg.Wait()
+	return rev, firstErr
+}
+
+func cmpFirst(first, err error) error {
+	if first != nil {
+		return first
+	}
+	return err
 }
 
 // EngineLeader returns the machine ID of the current engine leader, or ""
