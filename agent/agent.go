@@ -191,7 +191,20 @@ func (a *Agent) reconcile(ctx context.Context) error {
 			names = append(names, n)
 		}
 	}
-	pubErr := a.refreshStates(ctx, names)
+	var pubErr error
+	if len(plan) == 0 {
+		// Nothing was done since actual read the host: publish from that
+		// read rather than reading every unit file and state again (the
+		// idle cost of the periodic resync).
+		files := make(map[string]unit.Hash, len(actual))
+		states := make(map[string]unit.SystemdState, len(actual))
+		for n, act := range actual {
+			files[n], states[n] = act.Hash, act.Systemd
+		}
+		pubErr = a.publishStates(ctx, a.ours(names), files, states)
+	} else {
+		pubErr = a.refreshStates(ctx, names)
+	}
 	if applyErr != nil {
 		return applyErr
 	}
@@ -282,21 +295,10 @@ func (a *Agent) setLaunched(name string, v bool) {
 
 // refreshStates reads systemd's state of names and publishes what changed.
 func (a *Agent) refreshStates(ctx context.Context, names []string) error {
-	a.mu.Lock()
-	desired, have := a.desired, a.haveSched
-	var mine []string
-	for _, n := range names {
-		if _, ok := desired[n]; ok {
-			mine = append(mine, n)
-		} else if _, ok := a.published[n]; ok {
-			mine = append(mine, n)
-		}
-	}
-	a.mu.Unlock()
-	if !have || len(mine) == 0 {
+	mine := a.ours(names)
+	if len(mine) == 0 {
 		return nil
 	}
-	defer a.countUnits()
 	files, err := a.sd.UnitFiles(ctx)
 	if err != nil {
 		return fmt.Errorf("list unit files: %w", err)
@@ -305,6 +307,35 @@ func (a *Agent) refreshStates(ctx context.Context, names []string) error {
 	if err != nil {
 		return fmt.Errorf("read systemd states: %w", err)
 	}
+	return a.publishStates(ctx, mine, files, states)
+}
+
+// ours returns the names this agent reports on: scheduled here or
+// published before. It returns none before the first schedule.
+func (a *Agent) ours(names []string) []string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if !a.haveSched {
+		return nil
+	}
+	var mine []string
+	for _, n := range names {
+		if _, ok := a.desired[n]; ok {
+			mine = append(mine, n)
+		} else if _, ok := a.published[n]; ok {
+			mine = append(mine, n)
+		}
+	}
+	return mine
+}
+
+// publishStates publishes what changed among mine, given the unit files
+// and systemd states read for them.
+func (a *Agent) publishStates(ctx context.Context, mine []string, files map[string]unit.Hash, states map[string]unit.SystemdState) error {
+	if len(mine) == 0 {
+		return nil
+	}
+	defer a.countUnits()
 	var firstErr error
 	for _, n := range mine {
 		h, onDisk := files[n]
