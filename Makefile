@@ -32,6 +32,10 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzValidateName$$' -fuzztime $(FUZZTIME) ./unit
 	$(GO) test -run '^$$' -fuzz '^FuzzRequirements$$' -fuzztime $(FUZZTIME) ./unit
 
+# The benchmark suite (docs/benchmarks.md): ~10 minutes, needs root and systemd.
+bench:
+	$(GO) build -o bin/fleet-bench ./cmd/fleet-bench && bin/fleet-bench -o bin/bench-results.md $(BENCHFLAGS)
+
 clean:
 	rm -rf bin
 

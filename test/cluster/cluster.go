@@ -184,6 +184,17 @@ func (h *Host) Running() bool {
 	return h.cmd != nil
 }
 
+// PID is the process ID of the host's running fleetd, or 0 if it is not
+// running.
+func (h *Host) PID() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.cmd == nil || h.cmd.Process == nil {
+		return 0
+	}
+	return h.cmd.Process.Pid
+}
+
 // Units asks the host's own systemd for the state of names.
 func (h *Host) Units(names ...string) map[string]unit.SystemdState {
 	h.c.t.Helper()
