@@ -13,6 +13,7 @@ import (
 
 	"github.com/fleet-next/fleet/engine"
 	"github.com/fleet-next/fleet/registry"
+	"github.com/fleet-next/fleet/server"
 	"github.com/fleet-next/fleet/unit"
 )
 
@@ -194,24 +195,13 @@ func (a engineLeader) Done() <-chan struct{}            { return a.l.Done() }
 func (a engineLeader) Resign(ctx context.Context) error { return a.l.Resign(ctx) }
 
 func (a engineLeader) Apply(ctx context.Context, changes []engine.Change) (int64, error) {
-	out := make([]registry.ScheduleChange, 0, len(changes))
 	places := 0
-	for i := range changes {
-		c := &changes[i]
-		switch c.Kind {
-		case engine.Place:
+	for _, c := range changes {
+		if c.Kind == engine.Place {
 			places++
-			out = append(out, registry.ScheduleChange{Put: &c.Placement})
-		case engine.Update:
-			out = append(out, registry.ScheduleChange{Put: &c.Placement})
-		case engine.Unplace:
-			out = append(out, registry.ScheduleChange{Delete: &c.Placement})
-		case engine.SetReason:
-			out = append(out, registry.ScheduleChange{ReasonFor: c.Unit, Reason: c.Reason})
-		case engine.ClearReason:
-			out = append(out, registry.ScheduleChange{ReasonFor: c.Unit})
 		}
 	}
+	out := server.ScheduleChanges(changes)
 	t0 := time.Now()
 	rev, err := a.l.Apply(ctx, out)
 	if err != nil {

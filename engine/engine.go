@@ -15,6 +15,8 @@ import (
 type View interface {
 	Changed() <-chan struct{}
 	Snapshot() (unit.Cluster, bool)
+	// Revision is the store revision the view reflects (0 before the first read).
+	Revision() int64
 	WaitRevision(ctx context.Context, rev int64) error
 }
 
@@ -171,6 +173,7 @@ func (e *Engine) lead(ctx context.Context, leader Leader) error {
 	absent := make(map[string]time.Time)
 	tick := time.NewTicker(e.cfg.ReconcileInterval)
 	defer tick.Stop()
+	settled := int64(-1) // revision of the last view that planned to nothing
 	for {
 		select {
 		case <-lctx.Done():
@@ -181,6 +184,12 @@ func (e *Engine) lead(ctx context.Context, leader Leader) error {
 		case <-view.Changed():
 			sleep(lctx, e.cfg.Debounce) // let a burst of changes land together
 		case <-tick.C:
+			// Plan is a function of the view and, through the loss grace,
+			// of the time: with nothing changed and no machine absent,
+			// the plan would be empty again.
+			if len(absent) == 0 && view.Revision() == settled {
+				continue
+			}
 		}
 		snap, ok := view.Snapshot()
 		if !ok {
@@ -189,6 +198,7 @@ func (e *Engine) lead(ctx context.Context, leader Leader) error {
 		start := time.Now()
 		changes := Plan(e.input(snap, absent))
 		if len(changes) == 0 {
+			settled = snap.Revision
 			e.cfg.Metrics.Reconciled(Round{Duration: time.Since(start), Unplaceable: len(snap.Reasons)})
 			continue
 		}

@@ -65,6 +65,13 @@ func (v *ClusterView) Snapshot() (unit.Cluster, bool) {
 	return c, true
 }
 
+// Revision is the store revision the view reflects (0 before the first read).
+func (v *ClusterView) Revision() int64 {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.rev
+}
+
 // WaitRevision blocks until the view reflects revision rev or ctx ends.
 func (v *ClusterView) WaitRevision(ctx context.Context, rev int64) error {
 	for {

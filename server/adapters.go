@@ -244,6 +244,11 @@ type leaderAdapter struct{ l *registry.Leader }
 func (a leaderAdapter) Done() <-chan struct{}            { return a.l.Done() }
 func (a leaderAdapter) Resign(ctx context.Context) error { return a.l.Resign(ctx) }
 func (a leaderAdapter) Apply(ctx context.Context, changes []engine.Change) (int64, error) {
+	return a.l.Apply(ctx, ScheduleChanges(changes))
+}
+
+// ScheduleChanges turns an engine plan into the registry's schedule writes.
+func ScheduleChanges(changes []engine.Change) []registry.ScheduleChange {
 	out := make([]registry.ScheduleChange, 0, len(changes))
 	for i := range changes {
 		c := &changes[i]
@@ -258,5 +263,5 @@ func (a leaderAdapter) Apply(ctx context.Context, changes []engine.Change) (int6
 			out = append(out, registry.ScheduleChange{ReasonFor: c.Unit})
 		}
 	}
-	return a.l.Apply(ctx, out)
+	return out
 }
