@@ -2,6 +2,8 @@ package systemd_test
 
 import (
 	"context"
+	"fmt"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -61,6 +63,13 @@ func TestUnitStatusMatchesSystemctl(t *testing.T) {
 			st := waitStatus(t, ctx, m, tc.name, tc.wantActive)
 			if tc.wantPID != (st.MainPID > 0) {
 				t.Errorf("MainPID = %d, want one: %v", st.MainPID, tc.wantPID)
+			}
+			if st.MainPID > 0 {
+				// Right after the start the main process may not have
+				// exec'd its program yet (its name is still systemd's): wait,
+				// then take both views of the settled process.
+				waitExec(t, st.MainPID, "sleep")
+				st = waitStatus(t, ctx, m, tc.name, tc.wantActive)
 			}
 			// systemctl status exits non-zero for units that are not active.
 			out, _ := systemctl(ctx, lm, "status", "--no-pager", "--lines=0", tc.name)
@@ -148,5 +157,20 @@ func TestUnitStatusStates(t *testing.T) {
 	}
 	if st.LoadState != "loaded" || st.SubState != "running" || st.MainPID == 0 {
 		t.Errorf("UnitStatus = %+v, want loaded, running, with a main PID", st.SystemdState)
+	}
+}
+
+// waitExec waits until process pid runs the program named comm.
+func waitExec(t *testing.T, pid uint32, comm string) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+		if err == nil && strings.TrimSpace(string(b)) == comm {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("process %d never ran %s (comm %q, %v)", pid, comm, b, err)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
