@@ -424,9 +424,11 @@ func cmpErr(first, err error) error {
 	return err
 }
 
-// hasInstall reports whether canonical unit contents have an [Install] section.
+// hasInstall reports whether unit contents have an [Install] section. It
+// is asked only for units the plan writes.
 func hasInstall(content string) bool {
-	return strings.HasPrefix(content, "[Install]") || strings.Contains(content, "\n[Install]")
+	f, err := unit.Parse(content)
+	return err == nil && f.HasInstall()
 }
 
 func planSummary(plan []Action) string {

@@ -2,7 +2,6 @@ package registry
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -202,23 +201,4 @@ func (r *Etcd) DeleteState(ctx context.Context, name, machineID string) error {
 		return storeErr("delete state of "+name, err)
 	}
 	return nil
-}
-
-// MachineStates returns the states a machine has published, by unit name.
-func (r *Etcd) MachineStates(ctx context.Context, machineID string) (map[string]unit.State, error) {
-	all, err := r.States(ctx, "", machineID)
-	if err != nil {
-		return nil, err
-	}
-	out := make(map[string]unit.State, len(all))
-	for _, s := range all {
-		out[s.Name] = s
-	}
-	return out, nil
-}
-
-// IsDuplicate reports whether err is a duplicate machine ID refusal.
-func IsDuplicate(err error) bool {
-	var d *DuplicateMachineError
-	return errors.As(err, &d)
 }
