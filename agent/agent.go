@@ -75,6 +75,11 @@ type Agent struct {
 	published map[string]unit.State // last state published per unit
 	desired   map[string]unit.Placement
 	haveSched bool
+	// files is the units directory as last read, kept current by the
+	// agent's own writes (it is the directory's only writer), so that
+	// publishing after a systemd event needs no directory read; nil until
+	// the first read. The periodic resync reads the directory again.
+	files map[string]unit.Hash
 }
 
 // New returns an agent; Run starts it.
@@ -229,6 +234,7 @@ func (a *Agent) actual(ctx context.Context, desired map[string]unit.Placement) (
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	a.files = maps.Clone(files)
 	out := make(map[string]Actual, len(files))
 	for n, h := range files {
 		act := Actual{Hash: h, Systemd: states[n]}
@@ -263,10 +269,21 @@ func (a *Agent) apply(ctx context.Context, plan []Action) error {
 			err = a.sd.Disable(ctx, []string{act.Unit})
 		case ActRemoveFile:
 			err = a.sd.RemoveUnitFile(ctx, act.Unit)
+			if err == nil {
+				a.setFile(act.Unit, nil)
+			} else {
+				a.forgetFiles()
+			}
 		case ActResetFailed:
 			err = a.sd.ResetFailed(ctx, act.Unit)
 		case ActWriteFile:
 			err = a.sd.WriteUnitFile(ctx, act.Unit, act.Content)
+			if err == nil {
+				h := unit.HashOf(act.Content)
+				a.setFile(act.Unit, &h)
+			} else {
+				a.forgetFiles() // unknown now: the next read settles it
+			}
 		case ActLink:
 			err = a.sd.Link(ctx, []string{act.Unit})
 		case ActEnable:
@@ -287,6 +304,42 @@ func (a *Agent) apply(ctx context.Context, plan []Action) error {
 	return nil
 }
 
+// setFile records a write (h) or removal (nil) of a unit file.
+func (a *Agent) setFile(name string, h *unit.Hash) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.files == nil {
+		return
+	}
+	if h == nil {
+		delete(a.files, name)
+	} else {
+		a.files[name] = *h
+	}
+}
+
+// forgetFiles makes the next publish read the directory.
+func (a *Agent) forgetFiles() {
+	a.mu.Lock()
+	a.files = nil
+	a.mu.Unlock()
+}
+
+// unitFiles returns the units directory, from memory when it is known.
+func (a *Agent) unitFiles(ctx context.Context) (map[string]unit.Hash, error) {
+	a.mu.Lock()
+	files := maps.Clone(a.files)
+	a.mu.Unlock()
+	if files != nil {
+		return files, nil
+	}
+	files, err := a.sd.UnitFiles(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list unit files: %w", err)
+	}
+	return files, nil
+}
+
 func (a *Agent) setLaunched(name string, v bool) {
 	a.mu.Lock()
 	a.launched[name] = v
@@ -299,9 +352,9 @@ func (a *Agent) refreshStates(ctx context.Context, names []string) error {
 	if len(mine) == 0 {
 		return nil
 	}
-	files, err := a.sd.UnitFiles(ctx)
+	files, err := a.unitFiles(ctx)
 	if err != nil {
-		return fmt.Errorf("list unit files: %w", err)
+		return err
 	}
 	states, err := a.sd.States(ctx, mine)
 	if err != nil {
