@@ -378,11 +378,18 @@ func TestActivatedFleetd(t *testing.T) {
 		return maps.Equal(machineMetadata(t, cli), map[string]string{"role": "db", "disk": "ssd"})
 	})
 	log := f.log.String()
-	for _, want := range []string{"Reloading configuration", "need a restart", "keys=[agent_ttl]", "level=DEBUG"} {
+	for _, want := range []string{"Reloading configuration", "need a restart", "keys=[agent_ttl]"} {
 		if !strings.Contains(log, want) {
 			t.Errorf("log after SIGHUP lacks %q", want)
 		}
 	}
+	// Debug logging is on now: a schedule change logs a debug line.
+	if err := cli.SetUnitTargetState(ctx, "hello.service", "loaded"); err != nil {
+		t.Fatal(err)
+	}
+	cluster.Eventually(t, 30*time.Second, "a debug line after SIGHUP raised the verbosity", func() bool {
+		return strings.Contains(f.log.String(), "level=DEBUG")
+	})
 	f.stop()
 }
 
