@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -49,7 +50,7 @@ type Metrics interface {
 	Published(err error)
 	// Units reports how many units this machine holds in each fleet state
 	// (loaded, launched), as last published.
-	Units(byState map[unit.DesiredState]int)
+	Units(byState map[unit.FleetState]int)
 }
 
 type noMetrics struct{}
@@ -57,7 +58,7 @@ type noMetrics struct{}
 func (noMetrics) Planned([]Action)                {}
 func (noMetrics) Applied(ActionKind, error)       {}
 func (noMetrics) Published(error)                 {}
-func (noMetrics) Units(map[unit.DesiredState]int) {}
+func (noMetrics) Units(map[unit.FleetState]int) {}
 
 // Agent makes this host's systemd run what the engine scheduled here and
 // publishes what systemd reports.
@@ -402,7 +403,7 @@ func (a *Agent) publishStates(ctx context.Context, mine []string, files map[stri
 				err := a.pub.DeleteState(ctx, n)
 				a.cfg.Metrics.Published(err)
 				if err != nil {
-					firstErr = cmpErr(firstErr, err)
+					firstErr = cmp.Or(firstErr, err)
 					continue
 				}
 				a.mu.Lock()
@@ -426,7 +427,7 @@ func (a *Agent) publishStates(ctx context.Context, mine []string, files map[stri
 		err := a.pub.PublishState(ctx, s)
 		a.cfg.Metrics.Published(err)
 		if err != nil {
-			firstErr = cmpErr(firstErr, err)
+			firstErr = cmp.Or(firstErr, err)
 			continue
 		}
 		a.mu.Lock()
@@ -438,7 +439,7 @@ func (a *Agent) publishStates(ctx context.Context, mine []string, files map[stri
 
 // countUnits reports the published states by fleet state to the metrics.
 func (a *Agent) countUnits() {
-	by := map[unit.DesiredState]int{unit.StateLoaded: 0, unit.StateLaunched: 0}
+	by := map[unit.FleetState]int{unit.StateLoaded: 0, unit.StateLaunched: 0}
 	a.mu.Lock()
 	for _, s := range a.published {
 		by[s.Current]++
@@ -460,7 +461,7 @@ func (a *Agent) Purge(ctx context.Context) error {
 	var firstErr error
 	for n := range actual {
 		if err := a.pub.DeleteState(ctx, n); err != nil {
-			firstErr = cmpErr(firstErr, err)
+			firstErr = cmp.Or(firstErr, err)
 		}
 	}
 	return firstErr
@@ -468,13 +469,6 @@ func (a *Agent) Purge(ctx context.Context) error {
 
 func sameState(a, b unit.State) bool {
 	return a.Hash == b.Hash && a.SystemdState == b.SystemdState && a.Current == b.Current
-}
-
-func cmpErr(first, err error) error {
-	if first != nil {
-		return first
-	}
-	return err
 }
 
 // hasInstall reports whether unit contents have an [Install] section. It

@@ -24,7 +24,7 @@ func unitContent(name string, version int, install bool) string {
 	return text
 }
 
-func placement(name string, desired unit.DesiredState, version int, install bool) unit.Placement {
+func placement(name string, desired unit.FleetState, version int, install bool) unit.Placement {
 	content := unitContent(name, version, install)
 	return unit.Placement{Unit: name, Machine: "m1", Hash: unit.HashOf(content), Desired: desired, Content: content}
 }
@@ -395,7 +395,7 @@ func randomHost(r *rand.Rand) (map[string]unit.Placement, map[string]Actual) {
 		name := fmt.Sprintf("svc-%d.service", i)
 		install := r.IntN(2) == 0
 		if r.IntN(3) > 0 {
-			want := []unit.DesiredState{unit.StateLoaded, unit.StateLaunched}[r.IntN(2)]
+			want := []unit.FleetState{unit.StateLoaded, unit.StateLaunched}[r.IntN(2)]
 			desired[name] = placement(name, want, 1+r.IntN(2), install)
 		}
 		if r.IntN(3) > 0 {

@@ -157,7 +157,7 @@ func canonical(t *testing.T, o []*api.UnitOption) *unit.File {
 }
 
 // storeUnit puts a unit straight into the registry.
-func (e *testEnv) storeUnit(name string, o []*api.UnitOption, d unit.DesiredState) {
+func (e *testEnv) storeUnit(name string, o []*api.UnitOption, d unit.FleetState) {
 	e.t.Helper()
 	f := canonical(e.t, o)
 	u := unit.Unit{Name: name, Content: f.Serialize(), Hash: f.Hash(), Desired: d, Global: f.IsGlobal()}

@@ -24,7 +24,7 @@ type Registry interface {
 	// desired state) in one transaction.
 	CreateUnit(ctx context.Context, u unit.Unit) error
 	// SetDesiredState changes the desired state of an existing unit.
-	SetDesiredState(ctx context.Context, name string, s unit.DesiredState) error
+	SetDesiredState(ctx context.Context, name string, s unit.FleetState) error
 	// DestroyUnit removes a unit; registry.ErrNotFound if it does not exist.
 	DestroyUnit(ctx context.Context, name string) error
 	// States returns machine reports sorted by unit name then machine ID.

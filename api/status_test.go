@@ -18,8 +18,8 @@ import (
 	"time"
 
 	"github.com/fleet-next/fleet/api"
+	"github.com/fleet-next/fleet/api/localunits"
 	"github.com/fleet-next/fleet/registry"
-	"github.com/fleet-next/fleet/server"
 	"github.com/fleet-next/fleet/systemd"
 	"github.com/fleet-next/fleet/systemd/launch"
 	"github.com/fleet-next/fleet/unit"
@@ -31,8 +31,8 @@ func (e *testEnv) place(lease registry.LeaseID, name, machine string) {
 	e.t.Helper()
 	o := serviceOpts("Hello", "/bin/sleep 3600")
 	e.storeUnit(name, o, unit.StateLaunched)
-	e.schedule(lease, registry.ScheduleChange{Put: &unit.Placement{Unit: name, Machine: machine,
-		Hash: canonical(e.t, o).Hash(), Desired: unit.StateLaunched}})
+	e.schedule(lease, registry.Place(unit.Placement{Unit: name, Machine: machine,
+		Hash: canonical(e.t, o).Hash(), Desired: unit.StateLaunched}))
 }
 
 // closedURL is the URL of a TCP port nothing listens on any more.
@@ -237,7 +237,7 @@ func TestUnitStatusLocalAndForwarded(t *testing.T) {
 	defer cancel()
 	sd, pid := runningUnit(t, ctx, "hello.service")
 	sock := filepath.Join(t.TempDir(), "journal-socket") // absent: journald is not running
-	local := &server.LocalUnits{MachineID: "m1", Systemd: sd,
+	local := &localunits.LocalUnits{MachineID: "m1", Systemd: sd,
 		Logs: systemd.NewJournal(systemd.JournalConfig{Socket: sock, User: sd.UserManager()})}
 	c := newTwoMachines(t, local)
 	wantJournalErr := "journal unavailable on machine m1: journald is not running (no " + sock + ")"
@@ -308,7 +308,7 @@ func TestJournalForwarded(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	local := &server.LocalUnits{MachineID: "m1", Logs: systemd.NewJournal(systemd.JournalConfig{Socket: sock})}
+	local := &localunits.LocalUnits{MachineID: "m1", Logs: systemd.NewJournal(systemd.JournalConfig{Socket: sock})}
 	c := newTwoMachines(t, local)
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()

@@ -136,9 +136,9 @@ func (s *server) putUnit(w http.ResponseWriter, r *http.Request, name string) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	var desired unit.DesiredState
+	var desired unit.FleetState
 	if req.DesiredState != "" {
-		d, err := unit.ParseDesiredState(req.DesiredState)
+		d, err := unit.ParseFleetState(req.DesiredState)
 		if err != nil {
 			writeError(w, http.StatusBadRequest, err.Error())
 			return
@@ -203,7 +203,7 @@ func (s *server) putUnit(w http.ResponseWriter, r *http.Request, name string) {
 }
 
 // setDesiredState changes only the desired state of an existing unit.
-func (s *server) setDesiredState(w http.ResponseWriter, r *http.Request, name string, desired unit.DesiredState) {
+func (s *server) setDesiredState(w http.ResponseWriter, r *http.Request, name string, desired unit.FleetState) {
 	if desired == "" {
 		writeError(w, http.StatusConflict, "must provide DesiredState to update existing unit")
 		return
@@ -238,7 +238,7 @@ func checkJSONContentType(h http.Header) (code int, msg string) {
 }
 
 // checkActivatable refuses to load or launch a template unit.
-func checkActivatable(name string, desired unit.DesiredState) error {
+func checkActivatable(name string, desired unit.FleetState) error {
 	if desired != unit.StateInactive && unit.ParseName(name).IsTemplate() {
 		return fmt.Errorf("cannot activate template %q", name)
 	}

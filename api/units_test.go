@@ -20,13 +20,13 @@ func TestPutUnit(t *testing.T) {
 		name        string
 		unit        string
 		existing    []*api.UnitOption // stored before the request, desired existingDS
-		existingDS  unit.DesiredState
+		existingDS  unit.FleetState
 		body        string // raw body; built from req when empty
 		req         api.Unit
 		code        int
 		msg         string            // expected error message
 		wantOpts    []*api.UnitOption // expected stored contents afterwards (nil: unchanged or none)
-		wantDesired unit.DesiredState // expected stored desired state afterwards
+		wantDesired unit.FleetState // expected stored desired state afterwards
 		wantGlobal  bool
 	}{
 		{name: "create defaults to inactive", unit: "c1.service", req: api.Unit{Options: hello},
@@ -199,8 +199,8 @@ func TestGetAndDeleteUnit(t *testing.T) {
 	lease := e.registerMachine(unit.Machine{ID: m1, PublicIP: "127.0.0.5"})
 	ha := canonical(t, hello).Hash()
 	e.schedule(lease,
-		registry.ScheduleChange{Put: &unit.Placement{Unit: "a.service", Machine: m1, Hash: ha, Desired: unit.StateLaunched}},
-		registry.ScheduleChange{ReasonFor: "b.service", Reason: "no machine matches MachineMetadata region=mars"},
+		registry.Place(unit.Placement{Unit: "a.service", Machine: m1, Hash: ha, Desired: unit.StateLaunched}),
+		registry.SetReason("b.service", "no machine matches MachineMetadata region=mars"),
 	)
 	e.publish(lease, unit.State{Name: "a.service", MachineID: m1, Hash: ha, Current: unit.StateLaunched,
 		SystemdState: unit.SystemdState{LoadState: "loaded", ActiveState: "active", SubState: "running"}})

@@ -92,7 +92,7 @@ func runAgentsChild(ctx context.Context, args []string, stdin io.Reader, stdout 
 				return err
 			}
 			clients = append(clients, cli)
-			reg = registry.New(cli, "", log)
+			reg = registry.FromClient(cli, "", log)
 		}
 		id := machineID(*first + i)
 		s := &simAgent{id: id, reg: reg, hub: h, ttl: *ttl, log: log, registered: registered,

@@ -146,8 +146,8 @@ func (w *cliWriter) grow(ctx context.Context, n int) error {
 	}
 	changes := make([]registry.ScheduleChange, len(units))
 	for i, u := range units {
-		changes[i] = registry.ScheduleChange{Put: &unit.Placement{Unit: u.Name, Machine: w.machines[machineOf(i)],
-			Hash: u.Hash, Desired: u.Desired, Content: u.Content}}
+		changes[i] = registry.Place(unit.Placement{Unit: u.Name, Machine: w.machines[machineOf(i)],
+			Hash: u.Hash, Desired: u.Desired, Content: u.Content})
 	}
 	if _, err := w.leader.Apply(ctx, changes); err != nil {
 		return err

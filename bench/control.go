@@ -208,7 +208,7 @@ func runControl(ctx context.Context, cfg controlConfig, log *slog.Logger) (res c
 		return res, err
 	}
 	defer r.cli.Close()
-	r.reg = registry.New(r.cli, "", log)
+	r.reg = registry.FromClient(r.cli, "", log)
 
 	ttl := cfg.TTL.String()
 	if r.engine, err = startChild(ctx, "engine", append([]string{"-etcd", r.endpoint, "-ttl", ttl}, cfg.profileArgs("engine-burst")...), nil); err != nil {

@@ -12,8 +12,8 @@ import (
 	"time"
 
 	"github.com/fleet-next/fleet/engine"
+	"github.com/fleet-next/fleet/engine/enginestore"
 	"github.com/fleet-next/fleet/registry"
-	"github.com/fleet-next/fleet/server"
 	"github.com/fleet-next/fleet/unit"
 )
 
@@ -78,7 +78,7 @@ func runEngineChild(ctx context.Context, args []string, stdin io.Reader, stdout 
 		return err
 	}
 	defer cli.Close()
-	reg := registry.New(cli, "", log)
+	reg := registry.FromClient(cli, "", log)
 	grant, err := cli.Grant(ctx, int64(ttl.Seconds()))
 	if err != nil {
 		return fmt.Errorf("engine: grant lease: %w", err)
@@ -94,7 +94,7 @@ func runEngineChild(ctx context.Context, args []string, stdin io.Reader, stdout 
 		}
 	}()
 	stats := &engineStats{}
-	eng := engine.New(engineStore{reg: reg, lease: grant.ID, stats: stats}, engine.Config{
+	eng := engine.New(engineStore{reg: reg, lease: registry.LeaseID(grant.ID), stats: stats}, engine.Config{
 		MachineID: "bench-engine", ReconcileInterval: 2 * time.Second, LossGrace: *ttl / 2,
 		MaxMovesPerRound: 1000, Logger: log})
 	var wg sync.WaitGroup
@@ -201,7 +201,7 @@ func (a engineLeader) Apply(ctx context.Context, changes []engine.Change) (int64
 			places++
 		}
 	}
-	out := server.ScheduleChanges(changes)
+	out := enginestore.ScheduleChanges(changes)
 	t0 := time.Now()
 	rev, err := a.l.Apply(ctx, out)
 	if err != nil {

@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/fleet-next/fleet/registry"
+	"github.com/fleet-next/fleet/registry/etcdembed"
 )
 
 // etcdReady is the etcd child's ready message.
@@ -15,7 +15,7 @@ type etcdReady struct {
 	Endpoint string
 }
 
-// runEtcdChild is the "etcd" child: one etcd member (registry.StartEmbedded)
+// runEtcdChild is the "etcd" child: one etcd member (etcdembed.Start)
 // until stdin closes. Its Prometheus metrics are at <endpoint>/metrics.
 func runEtcdChild(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer) error {
 	fs := flag.NewFlagSet("etcd", flag.ContinueOnError)
@@ -27,7 +27,7 @@ func runEtcdChild(ctx context.Context, args []string, stdin io.Reader, stdout io
 	if *dir == "" {
 		return errors.New("etcd: -dir is required")
 	}
-	e, err := registry.StartEmbedded(ctx, registry.EmbeddedOptions{Dir: *dir, Fast: *fast})
+	e, err := etcdembed.Start(ctx, etcdembed.Options{Dir: *dir, Fast: *fast})
 	if err != nil {
 		return err
 	}

@@ -23,7 +23,7 @@ func benchUnitText(name, extra string) string {
 }
 
 // benchUnit returns the stored form of a benchmark unit.
-func benchUnit(name, extra string, desired unit.DesiredState) (unit.Unit, error) {
+func benchUnit(name, extra string, desired unit.FleetState) (unit.Unit, error) {
 	f, err := unit.Parse(benchUnitText(name, extra))
 	if err != nil {
 		return unit.Unit{}, fmt.Errorf("parse unit %s: %w", name, err)

@@ -8,35 +8,16 @@ import (
 	"time"
 
 	"github.com/fleet-next/fleet/engine"
+	"github.com/fleet-next/fleet/engine/enginestore"
 	"github.com/fleet-next/fleet/registry"
 	"github.com/fleet-next/fleet/registry/registrytest"
-	"github.com/fleet-next/fleet/server"
 	"github.com/fleet-next/fleet/unit"
 )
 
-// store runs the engine on a real registry, campaigning on a machine lease.
-type store struct {
-	reg   *registry.Etcd
-	lease registry.LeaseID
-}
+// fixedLease is a machine that holds one lease throughout.
+type fixedLease registry.LeaseID
 
-func (s store) Campaign(ctx context.Context, id string) (engine.Leader, error) {
-	l, err := s.reg.Campaign(ctx, id, s.lease)
-	if err != nil {
-		return nil, err
-	}
-	return leader{l}, nil
-}
-
-func (s store) Follow(ctx context.Context) engine.View { return s.reg.FollowCluster(ctx) }
-
-type leader struct{ l *registry.Leader }
-
-func (l leader) Done() <-chan struct{}            { return l.l.Done() }
-func (l leader) Resign(ctx context.Context) error { return l.l.Resign(ctx) }
-func (l leader) Apply(ctx context.Context, c []engine.Change) (int64, error) {
-	return l.l.Apply(ctx, server.ScheduleChanges(c))
-}
+func (l fixedLease) Lease() registry.LeaseID { return registry.LeaseID(l) }
 
 // rounds counts reconcile rounds.
 type rounds struct{ n atomic.Int64 }
@@ -57,7 +38,7 @@ func TestEngineLeadsPlacesAndRestsWhenNothingChanges(t *testing.T) {
 		leases = append(leases, l)
 	}
 	var counted rounds
-	e := engine.New(store{reg: reg, lease: leases[0]}, engine.Config{MachineID: "m1",
+	e := engine.New(enginestore.Store{Reg: reg, Leases: fixedLease(leases[0])}, engine.Config{MachineID: "m1",
 		ReconcileInterval: 20 * time.Millisecond, LossGrace: time.Second, Metrics: &counted})
 	runCtx, stop := context.WithCancel(ctx)
 	var wg sync.WaitGroup

@@ -49,9 +49,9 @@ type Change struct {
 	Reason    string         // SetReason; for Unplace, why
 }
 
-// Requirements resolves a unit's [X-Fleet] requirements. It returns an
+// RequirementsFunc resolves a unit's [X-Fleet] requirements. It returns an
 // error for a unit whose contents cannot be parsed.
-type Requirements func(u unit.Unit) (unit.Requirements, error)
+type RequirementsFunc func(u unit.Unit) (unit.Requirements, error)
 
 // Input is everything one scheduling decision depends on.
 type Input struct {
@@ -63,7 +63,7 @@ type Input struct {
 	Now    time.Time
 	Absent map[string]time.Time // machine ID -> first seen absent
 	Grace  time.Duration
-	Reqs   Requirements
+	Reqs   RequirementsFunc
 	// MaxMoves bounds how many placements of lost machines are moved in one
 	// plan (0 = unbounded); the rest wait for the next round.
 	MaxMoves int
@@ -381,7 +381,7 @@ func samePlacements(a, b map[string]map[string]unit.Placement) bool {
 
 // orderCandidates sorts units so that MachineOf peers come before their
 // followers and otherwise by submission order, then name.
-func orderCandidates(units map[string]unit.Unit, reqs Requirements) []*candidate {
+func orderCandidates(units map[string]unit.Unit, reqs RequirementsFunc) []*candidate {
 	all := make([]*candidate, 0, len(units))
 	for _, u := range units {
 		cd := &candidate{u: u}

@@ -75,13 +75,13 @@ func unitText(name string, fleet ...string) string {
 
 // unit submits (or, for a known name, rewrites) a unit whose [X-Fleet]
 // section holds the given lines.
-func (s *snap) unit(name string, desired unit.DesiredState, fleet ...string) *snap {
+func (s *snap) unit(name string, desired unit.FleetState, fleet ...string) *snap {
 	return s.raw(name, desired, unitText(name, fleet...))
 }
 
 // raw submits a unit with arbitrary text, stored in canonical form when it
 // parses. A rewritten unit keeps its submission order.
-func (s *snap) raw(name string, desired unit.DesiredState, text string) *snap {
+func (s *snap) raw(name string, desired unit.FleetState, text string) *snap {
 	content, global := text, false
 	if f, err := unit.Parse(text); err == nil {
 		content, global = f.Serialize(), f.IsGlobal()
@@ -757,7 +757,7 @@ func randomCluster(r *rand.Rand) *snap {
 	for i := range names {
 		names[i] = fmt.Sprintf("u%d.service", i)
 	}
-	states := []unit.DesiredState{unit.StateInactive, unit.StateLoaded, unit.StateLaunched, unit.StateLaunched}
+	states := []unit.FleetState{unit.StateInactive, unit.StateLoaded, unit.StateLaunched, unit.StateLaunched}
 	for _, name := range names {
 		desired := states[r.IntN(len(states))]
 		if r.IntN(30) == 0 {
@@ -1001,7 +1001,7 @@ func TestPlanProperties(t *testing.T) {
 
 func TestPlanSpreadsUnconstrainedUnits(t *testing.T) {
 	r := rand.New(rand.NewPCG(testSeed(t), 0xbeef))
-	states := []unit.DesiredState{unit.StateInactive, unit.StateLoaded, unit.StateLaunched}
+	states := []unit.FleetState{unit.StateInactive, unit.StateLoaded, unit.StateLaunched}
 	for i := range 200 {
 		s := newSnap()
 		machines := 1 + r.IntN(6)

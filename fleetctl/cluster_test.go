@@ -88,7 +88,7 @@ func newSimCluster(t *testing.T, e *registrytest.Etcd, opts clusterOptions) *sim
 	}
 	c := &simCluster{
 		t:         t,
-		reg:       registry.New(e.Client(t), "/"+t.Name()+"/", nil),
+		reg:       registry.FromClient(e.Client(t), "/"+t.Name()+"/", nil),
 		leases:    map[string]registry.LeaseID{},
 		machines:  machines,
 		place:     machines[0].ID,
@@ -210,7 +210,7 @@ func (c *simCluster) step(ctx context.Context) error {
 	for name, ms := range c.placed {
 		for m, p := range ms {
 			if _, keep := want[name][m]; !keep {
-				changes = append(changes, registry.ScheduleChange{Delete: &p})
+				changes = append(changes, registry.Unplace(p))
 				if err := c.reg.DeleteState(ctx, name, m); err != nil {
 					return err
 				}
@@ -221,18 +221,18 @@ func (c *simCluster) step(ctx context.Context) error {
 	for name, ms := range want {
 		for m, p := range ms {
 			if c.placed[name][m] != p {
-				changes = append(changes, registry.ScheduleChange{Put: &p})
+				changes = append(changes, registry.Place(p))
 			}
 		}
 	}
 	for name, reason := range wantReasons {
 		if c.reasons[name] != reason {
-			changes = append(changes, registry.ScheduleChange{ReasonFor: name, Reason: reason})
+			changes = append(changes, registry.SetReason(name, reason))
 		}
 	}
 	for name := range c.reasons {
 		if _, keep := wantReasons[name]; !keep {
-			changes = append(changes, registry.ScheduleChange{ReasonFor: name})
+			changes = append(changes, registry.ClearReason(name))
 		}
 	}
 	if len(changes) > 0 {

@@ -46,7 +46,7 @@ type createPolicy struct {
 type resolved struct {
 	unit *api.Unit // the unit as it is, or will be once created
 	// create is set when unit must be written: it is new, or it replaces
-	// the registry's version (then unit.DesiredState is the existing one).
+	// the registry's version (then unit.FleetState is the existing one).
 	create bool
 }
 

@@ -16,9 +16,9 @@ import (
 	"time"
 
 	"github.com/fleet-next/fleet/api"
+	"github.com/fleet-next/fleet/api/localunits"
 	"github.com/fleet-next/fleet/registry"
 	"github.com/fleet-next/fleet/registry/registrytest"
-	"github.com/fleet-next/fleet/server"
 	"github.com/fleet-next/fleet/systemd"
 	"github.com/fleet-next/fleet/systemd/launch"
 	"github.com/fleet-next/fleet/unit"
@@ -31,7 +31,7 @@ const hostTimeout = time.Minute
 // hostCluster is a cluster of real hosts for the status and journal
 // commands: each host is a private systemd --user manager, driven through
 // the real systemd adapter, with the real API handler answering unit
-// status and journal requests for it (server.LocalUnits) and forwarding
+// status and journal requests for it (localunits.LocalUnits) and forwarding
 // the others to the host that owns them. The registry is real; units are
 // placed and started by the test as the engine and the agents would.
 type hostCluster struct {
@@ -63,7 +63,7 @@ func newHostCluster(t *testing.T, n int) *hostCluster {
 	t.Helper()
 	requireRoot(t)
 	e := registrytest.StartEtcd(t)
-	hc := &hostCluster{reg: registry.New(e.Client(t), "/hosts/", nil)}
+	hc := &hostCluster{reg: registry.FromClient(e.Client(t), "/hosts/", nil)}
 	for i := range n {
 		hc.hosts = append(hc.hosts, hc.startHost(t, i))
 	}
@@ -111,7 +111,7 @@ func (hc *hostCluster) startHost(t *testing.T, i int) *testHost {
 		sd:       sd,
 		journald: filepath.Join(t.TempDir(), "journal.sock"),
 	}
-	local := &server.LocalUnits{MachineID: h.machine.ID, Systemd: sd,
+	local := &localunits.LocalUnits{MachineID: h.machine.ID, Systemd: sd,
 		Logs: systemd.NewJournal(systemd.JournalConfig{Socket: h.journald, User: true})}
 	srv := httptest.NewServer(api.NewHandler(hc.reg, api.Options{Version: "test", MachineID: h.machine.ID, Local: local}))
 	t.Cleanup(srv.Close)
@@ -139,7 +139,7 @@ func (h *testHost) runJournald(t *testing.T) {
 // placed by the engine, started by each host's systemd, and its state
 // published by each host's agent. A launched unit is started and awaited;
 // a loaded one is only loaded.
-func (hc *hostCluster) run(t *testing.T, name, text string, desired unit.DesiredState, hosts ...*testHost) {
+func (hc *hostCluster) run(t *testing.T, name, text string, desired unit.FleetState, hosts ...*testHost) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), hostTimeout)
 	defer cancel()
@@ -151,8 +151,8 @@ func (hc *hostCluster) run(t *testing.T, name, text string, desired unit.Desired
 	}
 	var changes []registry.ScheduleChange
 	for _, h := range hosts {
-		changes = append(changes, registry.ScheduleChange{Put: &unit.Placement{Unit: name, Machine: h.machine.ID,
-			Hash: f.Hash(), Desired: desired, Content: content}})
+		changes = append(changes, registry.Place(unit.Placement{Unit: name, Machine: h.machine.ID,
+			Hash: f.Hash(), Desired: desired, Content: content}))
 	}
 	if _, err := hc.leader.Apply(ctx, changes); err != nil {
 		t.Fatalf("place unit: %v", err)
@@ -182,7 +182,7 @@ func (hc *hostCluster) run(t *testing.T, name, text string, desired unit.Desired
 
 // waitState waits until systemd has the unit loaded, and active if it was
 // started.
-func (h *testHost) waitState(ctx context.Context, t *testing.T, name string, desired unit.DesiredState) unit.SystemdState {
+func (h *testHost) waitState(ctx context.Context, t *testing.T, name string, desired unit.FleetState) unit.SystemdState {
 	t.Helper()
 	for {
 		states, err := h.sd.States(ctx, []string{name})

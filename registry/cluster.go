@@ -227,7 +227,7 @@ type Leader struct {
 // lives on the machine's own lease, so a machine's presence and its
 // leadership expire together and leading costs no extra keep-alives.
 func (r *Etcd) Campaign(ctx context.Context, id string, lease LeaseID) (*Leader, error) {
-	sess, err := concurrency.NewSession(r.cli, concurrency.WithLease(lease), concurrency.WithContext(ctx))
+	sess, err := concurrency.NewSession(r.cli, concurrency.WithLease(clientv3.LeaseID(lease)), concurrency.WithContext(ctx))
 	if err != nil {
 		return nil, storeErr("open election session", err)
 	}
@@ -251,64 +251,139 @@ func (l *Leader) Resign(ctx context.Context) error {
 	return nil
 }
 
-// ScheduleChange is one write of the engine: a placement to store or
-// delete, or a reason to set or clear.
+// ScheduleOp is the kind of one schedule write.
+type ScheduleOp int
+
+// Schedule write kinds.
+const (
+	OpPlace       ScheduleOp = iota + 1 // store Placement
+	OpUnplace                           // delete Placement's key (Unit on Machine)
+	OpSetReason                         // store Reason for Unit
+	OpClearReason                       // delete the reason of Unit
+)
+
+// ScheduleChange is one write of the engine. Build it with Place, Unplace,
+// SetReason or ClearReason.
 type ScheduleChange struct {
-	Put       *unit.Placement // store this placement
-	Delete    *unit.Placement // delete the placement of Delete.Unit on Delete.Machine
-	ReasonFor string          // unit whose reason changes
-	Reason    string          // new reason; "" clears it
+	Op        ScheduleOp
+	Placement unit.Placement // OpPlace, OpUnplace
+	Unit      string         // OpSetReason, OpClearReason
+	Reason    string         // OpSetReason
 }
+
+// Place stores p.
+func Place(p unit.Placement) ScheduleChange { return ScheduleChange{Op: OpPlace, Placement: p} }
+
+// Unplace deletes the placement of p.Unit on p.Machine.
+func Unplace(p unit.Placement) ScheduleChange { return ScheduleChange{Op: OpUnplace, Placement: p} }
+
+// SetReason records why name cannot be placed.
+func SetReason(name, reason string) ScheduleChange {
+	return ScheduleChange{Op: OpSetReason, Unit: name, Reason: reason}
+}
+
+// ClearReason removes name's reason.
+func ClearReason(name string) ScheduleChange { return ScheduleChange{Op: OpClearReason, Unit: name} }
 
 // applyConcurrency bounds the fenced transactions one Apply keeps in
 // flight: etcd commits concurrent transactions together, so a large plan
 // is written at the store's batched rate rather than one commit at a time.
 const applyConcurrency = 8
 
-// Apply writes changes in transactions of at most maxTxnOps operations,
-// each fenced by the election key, up to applyConcurrency at a time, and
-// returns the highest revision written. The changes of one plan touch
-// distinct keys, so the order of the transactions does not matter.
-// ErrNotLeader if leadership was lost; after any error no further
-// transaction is started.
+// maxTxnBytes bounds the keys and values of one transaction, well under
+// etcd's default request limit (1.5 MiB), so that batching never makes a
+// request etcd refuses. A single placement larger than this is still sent,
+// alone; unit.MaxContentBytes keeps placements below it.
+const maxTxnBytes = 1 << 20
+
+// Apply writes changes in transactions of at most maxTxnOps operations and
+// maxTxnBytes bytes, each fenced by the election key, up to
+// applyConcurrency at a time, and returns the highest revision written.
+// Removals are written first, and placements only once every removal has
+// committed: an agent never holds a unit beside the one it replaces or
+// conflicts with, even while a plan spans several transactions. After
+// ErrNotLeader no further transaction is started; after another error the
+// other transactions still run and the first error is returned.
 func (l *Leader) Apply(ctx context.Context, changes []ScheduleChange) (int64, error) {
-	k := l.r.keys
-	var batches [][]clientv3.Op
-	for start := 0; start < len(changes); start += maxTxnOps {
-		end := min(start+maxTxnOps, len(changes))
-		ops := make([]clientv3.Op, 0, end-start)
-		for _, c := range changes[start:end] {
-			switch {
-			case c.Put != nil:
-				b, err := encodePlacement(*c.Put)
-				if err != nil {
-					return 0, fmt.Errorf("encode placement: %w", err)
-				}
-				ops = append(ops, clientv3.OpPut(k.placement(c.Put.Machine, c.Put.Unit), string(b)))
-			case c.Delete != nil:
-				ops = append(ops, clientv3.OpDelete(k.placement(c.Delete.Machine, c.Delete.Unit)))
-			case c.ReasonFor != "" && c.Reason != "":
-				ops = append(ops, clientv3.OpPut(k.reason(c.ReasonFor), c.Reason))
-			case c.ReasonFor != "":
-				ops = append(ops, clientv3.OpDelete(k.reason(c.ReasonFor)))
-			}
+	var removals, rest []clientv3.Op
+	for _, c := range changes {
+		op, err := l.op(c)
+		if err != nil {
+			return 0, err
 		}
-		batches = append(batches, ops)
+		if c.Op == OpUnplace {
+			removals = append(removals, op)
+		} else {
+			rest = append(rest, op)
+		}
 	}
+	rev1, err := l.commit(ctx, batchOps(removals))
+	if err != nil {
+		return rev1, err
+	}
+	rev2, err := l.commit(ctx, batchOps(rest))
+	return max(rev1, rev2), err
+}
+
+// op is the etcd operation of one change.
+func (l *Leader) op(c ScheduleChange) (clientv3.Op, error) {
+	k := l.r.keys
+	switch c.Op {
+	case OpPlace:
+		b, err := encodePlacement(c.Placement)
+		if err != nil {
+			return clientv3.Op{}, fmt.Errorf("encode placement: %w", err)
+		}
+		return clientv3.OpPut(k.placement(c.Placement.Machine, c.Placement.Unit), string(b)), nil
+	case OpUnplace:
+		return clientv3.OpDelete(k.placement(c.Placement.Machine, c.Placement.Unit)), nil
+	case OpSetReason:
+		return clientv3.OpPut(k.reason(c.Unit), c.Reason), nil
+	case OpClearReason:
+		return clientv3.OpDelete(k.reason(c.Unit)), nil
+	}
+	return clientv3.Op{}, fmt.Errorf("unknown schedule change kind %d", c.Op)
+}
+
+// batchOps cuts ops into transactions of at most maxTxnOps operations and
+// maxTxnBytes bytes of keys and values (an operation larger than that
+// travels alone).
+func batchOps(ops []clientv3.Op) [][]clientv3.Op {
+	var batches [][]clientv3.Op
+	var cur []clientv3.Op
+	size := 0
+	for _, op := range ops {
+		n := len(op.KeyBytes()) + len(op.ValueBytes())
+		if len(cur) > 0 && (len(cur) == maxTxnOps || size+n > maxTxnBytes) {
+			batches = append(batches, cur)
+			cur, size = nil, 0
+		}
+		cur = append(cur, op)
+		size += n
+	}
+	if len(cur) > 0 {
+		batches = append(batches, cur)
+	}
+	return batches
+}
+
+// commit writes batches as fenced transactions, applyConcurrency at a time.
+func (l *Leader) commit(ctx context.Context, batches [][]clientv3.Op) (int64, error) {
 	fence := clientv3.Compare(clientv3.CreateRevision(l.key), "=", l.rev)
 	var (
-		mu       sync.Mutex // guards rev and firstErr
+		mu       sync.Mutex // guards rev, firstErr and deposed
 		rev      int64
 		firstErr error
+		deposed  bool
 		wg       sync.WaitGroup
 	)
 	slots := make(chan struct{}, applyConcurrency)
 	for _, ops := range batches {
 		slots <- struct{}{}
 		mu.Lock()
-		failed := firstErr != nil
+		stop := deposed || ctx.Err() != nil
 		mu.Unlock()
-		if failed {
+		if stop {
 			<-slots
 			break
 		}
@@ -319,9 +394,12 @@ func (l *Leader) Apply(ctx context.Context, changes []ScheduleChange) (int64, er
 			defer mu.Unlock()
 			switch {
 			case err != nil:
-				firstErr = cmpFirst(firstErr, storeErr("write schedule", err))
+				if firstErr == nil {
+					firstErr = storeErr("write schedule", err)
+				}
 			case !resp.Succeeded:
-				firstErr = cmpFirst(firstErr, ErrNotLeader)
+				deposed = true
+				firstErr = ErrNotLeader
 			default:
 				rev = max(rev, resp.Header.Revision)
 			}
@@ -329,13 +407,6 @@ func (l *Leader) Apply(ctx context.Context, changes []ScheduleChange) (int64, er
 	}
 	wg.Wait()
 	return rev, firstErr
-}
-
-func cmpFirst(first, err error) error {
-	if first != nil {
-		return first
-	}
-	return err
 }
 
 // EngineLeader returns the machine ID of the current engine leader, or ""

@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"log/slog"
 	"os"
 	"time"
 
@@ -21,11 +22,15 @@ type ConnectConfig struct {
 	// Observer, if set, receives a report of every etcd request (see
 	// Instrument).
 	Observer Observer
+	// Prefix is the key prefix ("" = DefaultPrefix).
+	Prefix string
+	Logger *slog.Logger
 }
 
-// Connect creates an etcd client. It does not wait for the cluster to be
-// reachable: the client connects in the background and retries.
-func Connect(cfg ConnectConfig) (*clientv3.Client, error) {
+// Connect returns a registry on a new etcd client; Close releases it. It
+// does not wait for the cluster to be reachable: the client connects in the
+// background and retries.
+func Connect(cfg ConnectConfig) (*Etcd, error) {
 	cc := clientv3.Config{
 		Endpoints:   cfg.Endpoints,
 		DialTimeout: cfg.DialTimeout,
@@ -67,5 +72,7 @@ func Connect(cfg ConnectConfig) (*clientv3.Client, error) {
 	if cfg.Observer != nil {
 		Instrument(cli, cfg.Observer)
 	}
-	return cli, nil
+	r := FromClient(cli, cfg.Prefix, cfg.Logger)
+	r.owned = true
+	return r, nil
 }

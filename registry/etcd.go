@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -27,14 +28,16 @@ const maxTxnOps = 128
 
 // Etcd is the registry over an etcd v3 client. It is safe for concurrent use.
 type Etcd struct {
-	cli  *clientv3.Client
-	keys keys
-	log  *slog.Logger
+	cli   *clientv3.Client
+	keys  keys
+	log   *slog.Logger
+	owned bool // Close closes cli (Connect made it)
 }
 
-// New returns a registry storing under prefix ("" = DefaultPrefix). The
-// caller owns cli and closes it after the registry is no longer used.
-func New(cli *clientv3.Client, prefix string, log *slog.Logger) *Etcd {
+// FromClient returns a registry storing under prefix ("" = DefaultPrefix)
+// on a client the caller made (tests and tools). The caller owns cli and
+// closes it after the registry is no longer used; Close does not.
+func FromClient(cli *clientv3.Client, prefix string, log *slog.Logger) *Etcd {
 	if prefix == "" {
 		prefix = DefaultPrefix
 	}
@@ -44,8 +47,17 @@ func New(cli *clientv3.Client, prefix string, log *slog.Logger) *Etcd {
 	return &Etcd{cli: cli, keys: newKeys(prefix), log: log}
 }
 
-// Client exposes the underlying etcd client (for the election and tests).
-func (r *Etcd) Client() *clientv3.Client { return r.cli }
+// Close releases the client Connect made. Idempotent; a no-op for a
+// registry made with FromClient.
+func (r *Etcd) Close() error {
+	if !r.owned {
+		return nil
+	}
+	if err := r.cli.Close(); err != nil && !errors.Is(err, context.Canceled) {
+		return fmt.Errorf("close etcd client: %w", err)
+	}
+	return nil
+}
 
 // Prefix is the key prefix in use.
 func (r *Etcd) Prefix() string { return r.keys.prefix }

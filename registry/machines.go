@@ -26,8 +26,8 @@ func (e *DuplicateMachineError) Error() string {
 	return fmt.Sprintf("machine ID %s is already registered by a live fleetd at %s: each host needs its own machine ID", e.ID, ip)
 }
 
-// LeaseID is an etcd lease identifier.
-type LeaseID = clientv3.LeaseID
+// LeaseID identifies a machine's lease in the store; 0 is no lease.
+type LeaseID int64
 
 // Register publishes m's presence on a lease of the given TTL and returns the
 // lease. instance identifies this fleetd installation (stable across
@@ -53,11 +53,11 @@ func (r *Etcd) Register(ctx context.Context, m unit.Machine, instance string, tt
 				return 0, &DuplicateMachineError{ID: m.ID, PublicIP: rec.PublicIP}
 			}
 			lease := LeaseID(kv.Lease)
-			ttlResp, err := r.cli.TimeToLive(ctx, lease)
+			ttlResp, err := r.cli.TimeToLive(ctx, clientv3.LeaseID(lease))
 			if err == nil && ttlResp.TTL > 0 {
 				// Take over our own live registration.
 				tr, err := r.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(key), "=", kv.ModRevision)).
-					Then(clientv3.OpPut(key, string(val), clientv3.WithLease(lease))).Commit()
+					Then(clientv3.OpPut(key, string(val), clientv3.WithLease(clientv3.LeaseID(lease)))).Commit()
 				if err != nil {
 					return 0, storeErr("take over machine registration", err)
 				}
@@ -82,26 +82,37 @@ func (r *Etcd) Register(ctx context.Context, m unit.Machine, instance string, tt
 			return 0, storeErr("register machine", err)
 		}
 		if tr.Succeeded {
-			return grant.ID, nil
+			return LeaseID(grant.ID), nil
 		}
 		_, _ = r.cli.Revoke(ctx, grant.ID) // lost a race; best effort, it expires anyway
 	}
 }
 
-// KeepAlive renews lease until ctx ends. The channel closes when the lease
-// is lost (expired, revoked, or ctx done).
-func (r *Etcd) KeepAlive(ctx context.Context, lease LeaseID) (<-chan *clientv3.LeaseKeepAliveResponse, error) {
-	ch, err := r.cli.KeepAlive(ctx, lease)
+// KeepAlive renews lease until ctx ends. The returned channel receives a
+// value after each renewal and is closed when the lease is lost (expired,
+// revoked, or ctx done).
+func (r *Etcd) KeepAlive(ctx context.Context, lease LeaseID) (<-chan struct{}, error) {
+	ch, err := r.cli.KeepAlive(ctx, clientv3.LeaseID(lease))
 	if err != nil {
 		return nil, storeErr("keep machine lease alive", err)
 	}
-	return ch, nil
+	beats := make(chan struct{}, 1)
+	go func() {
+		defer close(beats)
+		for range ch {
+			select {
+			case beats <- struct{}{}:
+			default: // the reader has a beat pending; one is enough
+			}
+		}
+	}()
+	return beats, nil
 }
 
 // Deregister revokes the machine lease: presence and every state published
 // on it disappear at once.
 func (r *Etcd) Deregister(ctx context.Context, lease LeaseID) error {
-	if _, err := r.cli.Revoke(ctx, lease); err != nil {
+	if _, err := r.cli.Revoke(ctx, clientv3.LeaseID(lease)); err != nil {
 		return storeErr("revoke machine lease", err)
 	}
 	return nil
@@ -189,7 +200,7 @@ func (r *Etcd) PublishState(ctx context.Context, lease LeaseID, s unit.State) er
 	if err != nil {
 		return fmt.Errorf("encode state of %s: %w", s.Name, err)
 	}
-	if _, err := r.cli.Put(ctx, r.keys.state(s.Name, s.MachineID), string(b), clientv3.WithLease(lease)); err != nil {
+	if _, err := r.cli.Put(ctx, r.keys.state(s.Name, s.MachineID), string(b), clientv3.WithLease(clientv3.LeaseID(lease))); err != nil {
 		return storeErr("publish state of "+s.Name, err)
 	}
 	return nil

@@ -44,7 +44,7 @@ func TestInstrumentReportsEveryRequest(t *testing.T) {
 	cli := e.Client(t)
 	rec := &opRecorder{}
 	registry.Instrument(cli, rec)
-	r := registry.New(cli, "", nil)
+	r := registry.FromClient(cli, "", nil)
 	content := "[Service]\nExecStart=/bin/true\n"
 	m := unit.Machine{ID: "m1", PublicIP: "127.0.0.11"}
 
@@ -110,7 +110,7 @@ func TestInstrumentCoversTheElection(t *testing.T) {
 	cli := e.Client(t)
 	rec := &opRecorder{}
 	registry.Instrument(cli, rec)
-	r := registry.New(cli, "", nil)
+	r := registry.FromClient(cli, "", nil)
 	lease, err := r.Register(ctx, unit.Machine{ID: "m1"}, "inst", 10*time.Second)
 	if err != nil {
 		t.Fatal(err)

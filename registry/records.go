@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"time"
@@ -49,7 +50,7 @@ type stateRecord struct {
 }
 
 func encodeUnit(u unit.Unit) ([]byte, error) {
-	return json.Marshal(unitRecord{Name: u.Name, Hash: u.Hash.String(), Desired: string(u.Desired), Global: u.Global, Content: u.Content})
+	return marshalPlain(unitRecord{Name: u.Name, Hash: u.Hash.String(), Desired: string(u.Desired), Global: u.Global, Content: u.Content})
 }
 
 func decodeUnit(b []byte, seq int64) (unit.Unit, error) {
@@ -61,11 +62,11 @@ func decodeUnit(b []byte, seq int64) (unit.Unit, error) {
 	if err != nil {
 		return unit.Unit{}, fmt.Errorf("decode unit record %q: %w", r.Name, err)
 	}
-	return unit.Unit{Name: r.Name, Content: r.Content, Hash: h, Desired: unit.DesiredState(r.Desired), Global: r.Global, Seq: seq}, nil
+	return unit.Unit{Name: r.Name, Content: r.Content, Hash: h, Desired: unit.FleetState(r.Desired), Global: r.Global, Seq: seq}, nil
 }
 
 func encodePlacement(p unit.Placement) ([]byte, error) {
-	return json.Marshal(placementRecord{Hash: p.Hash.String(), Desired: string(p.Desired), Content: p.Content})
+	return marshalPlain(placementRecord{Hash: p.Hash.String(), Desired: string(p.Desired), Content: p.Content})
 }
 
 func decodePlacement(machine, name string, b []byte) (unit.Placement, error) {
@@ -77,7 +78,7 @@ func decodePlacement(machine, name string, b []byte) (unit.Placement, error) {
 	if err != nil {
 		return unit.Placement{}, fmt.Errorf("decode placement %s/%s: %w", machine, name, err)
 	}
-	return unit.Placement{Unit: name, Machine: machine, Hash: h, Desired: unit.DesiredState(r.Desired), Content: r.Content}, nil
+	return unit.Placement{Unit: name, Machine: machine, Hash: h, Desired: unit.FleetState(r.Desired), Content: r.Content}, nil
 }
 
 func encodeMachine(m unit.Machine, instance string) ([]byte, error) {
@@ -106,5 +107,18 @@ func decodeState(name, machine string, b []byte) (unit.State, error) {
 	h, _ := unit.ParseHash(r.Hash) // a state may be published before a hash is known
 	return unit.State{Name: name, MachineID: machine, Hash: h,
 		SystemdState: unit.SystemdState{LoadState: r.LoadState, ActiveState: r.ActiveState, SubState: r.SubState, MainPID: r.MainPID},
-		Current:      unit.DesiredState(r.Current), Since: r.Since}, nil
+		Current:      unit.FleetState(r.Current), Since: r.Since}, nil
+}
+
+// marshalPlain is json.Marshal without HTML escaping: a unit's '<', '>' and
+// '&' take one byte in the store, not six, so a record is at most about
+// twice its contents.
+func marshalPlain(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }

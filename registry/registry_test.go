@@ -17,7 +17,7 @@ func ctxT(t *testing.T) context.Context {
 	return ctx
 }
 
-func mkUnit(name, content string, d unit.DesiredState) unit.Unit {
+func mkUnit(name, content string, d unit.FleetState) unit.Unit {
 	return unit.Unit{Name: name, Content: content, Hash: unit.HashOf(content), Desired: d}
 }
 
@@ -142,7 +142,7 @@ func TestScheduleWatchAndFencing(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := unit.Placement{Unit: "a.service", Machine: "m1", Hash: unit.HashOf("x"), Desired: unit.StateLaunched, Content: "x"}
-	rev, err := l1.Apply(ctx, []registry.ScheduleChange{{Put: &p}, {ReasonFor: "b.service", Reason: "no machine"}})
+	rev, err := l1.Apply(ctx, []registry.ScheduleChange{registry.Place(p), registry.SetReason("b.service", "no machine")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -165,7 +165,7 @@ func TestScheduleWatchAndFencing(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l2.Resign(ctx)
-	if _, err := l1.Apply(ctx, []registry.ScheduleChange{{Delete: &p}}); !errors.Is(err, registry.ErrNotLeader) {
+	if _, err := l1.Apply(ctx, []registry.ScheduleChange{registry.Unplace(p)}); !errors.Is(err, registry.ErrNotLeader) {
 		t.Fatalf("deposed leader write: err=%v, want ErrNotLeader", err)
 	}
 	// Resigning leaves the machine's lease (and so its presence) alone.
@@ -177,7 +177,7 @@ func TestScheduleWatchAndFencing(t *testing.T) {
 	for i := range 300 {
 		q := p
 		q.Unit = "u" + string(rune('a'+i%26)) + string(rune('a'+i/26)) + ".service"
-		big = append(big, registry.ScheduleChange{Put: &q})
+		big = append(big, registry.Place(q))
 	}
 	if _, err := l2.Apply(ctx, big); err != nil {
 		t.Fatal(err)

@@ -117,7 +117,7 @@ func (r *Etcd) unitStatuses(ctx context.Context, from, end string, limit int) ([
 	}
 	type report struct {
 		machine string
-		current unit.DesiredState
+		current unit.FleetState
 	}
 	reports := make(map[string][]report)
 	for _, kv := range side.Responses[0].GetResponseRange().Kvs {
@@ -176,7 +176,7 @@ func (r *Etcd) CreateUnit(ctx context.Context, u unit.Unit) error {
 
 // SetDesiredState changes the desired state of an existing unit. It retries
 // on concurrent modification, so it never overwrites newer contents.
-func (r *Etcd) SetDesiredState(ctx context.Context, name string, s unit.DesiredState) error {
+func (r *Etcd) SetDesiredState(ctx context.Context, name string, s unit.FleetState) error {
 	key := r.keys.unit(name)
 	for {
 		resp, err := r.cli.Get(ctx, key)

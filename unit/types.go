@@ -5,28 +5,29 @@ import (
 	"time"
 )
 
-// DesiredState is the state a user asks the cluster to hold a unit in, and
-// also the "current state" fleet derives for a unit (spec §4.1, §4.3).
-type DesiredState string
+// FleetState is a unit's state in fleet's terms: the desired state a user
+// asks the cluster to hold it in, and the current state fleet derives from
+// what its machine reports (spec §4.1, §4.3).
+type FleetState string
 
 // The three fleet unit states.
 const (
-	StateInactive DesiredState = "inactive" // known, not assigned to a machine
-	StateLoaded   DesiredState = "loaded"   // assigned and loaded into systemd, not started
-	StateLaunched DesiredState = "launched" // loaded and started
+	StateInactive FleetState = "inactive" // known, not assigned to a machine
+	StateLoaded   FleetState = "loaded"   // assigned and loaded into systemd, not started
+	StateLaunched FleetState = "launched" // loaded and started
 )
 
-// ParseDesiredState validates s as one of inactive, loaded or launched.
-func ParseDesiredState(s string) (DesiredState, error) {
-	switch DesiredState(s) {
+// ParseFleetState validates s as one of inactive, loaded or launched.
+func ParseFleetState(s string) (FleetState, error) {
+	switch FleetState(s) {
 	case StateInactive, StateLoaded, StateLaunched:
-		return DesiredState(s), nil
+		return FleetState(s), nil
 	}
 	return "", fmt.Errorf("invalid desired state %q: must be inactive, loaded or launched", s)
 }
 
 // Rank orders the states: inactive < loaded < launched.
-func (s DesiredState) Rank() int {
+func (s FleetState) Rank() int {
 	switch s {
 	case StateLoaded:
 		return 1
@@ -42,7 +43,7 @@ type Unit struct {
 	Name    string
 	Content string // canonical serialization (see File.Serialize)
 	Hash    Hash   // SHA1 of Content
-	Desired DesiredState
+	Desired FleetState
 	Global  bool  // [X-Fleet] Global=true, cached from Content
 	Seq     int64 // submission order: lower was submitted first (etcd create revision)
 }
@@ -52,7 +53,7 @@ type Unit struct {
 type UnitStatus struct {
 	Unit
 	Target  string       // machine ID the engine placed a non-global unit on; "" if none
-	Current DesiredState // derived current state ("" for global units)
+	Current FleetState // derived current state ("" for global units)
 	Reason  string       // why a unit that should run has no machine; "" otherwise
 }
 
@@ -72,7 +73,7 @@ type State struct {
 	SystemdState
 	// Current is the fleet state the agent holds the unit in on that machine:
 	// loaded or launched.
-	Current DesiredState
+	Current FleetState
 	Since   time.Time // when the state last changed
 }
 
@@ -102,7 +103,7 @@ type Placement struct {
 	Unit    string
 	Machine string
 	Hash    Hash
-	Desired DesiredState // loaded or launched
+	Desired FleetState // loaded or launched
 	Content string       // canonical unit file the agent writes
 }
 

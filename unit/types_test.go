@@ -10,7 +10,7 @@ import (
 func TestParseDesiredState(t *testing.T) {
 	tests := []struct {
 		in      string
-		want    DesiredState
+		want    FleetState
 		rank    int
 		wantErr bool
 	}{
@@ -23,15 +23,15 @@ func TestParseDesiredState(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run("state "+tc.in, func(t *testing.T) {
-			got, err := ParseDesiredState(tc.in)
+			got, err := ParseFleetState(tc.in)
 			if (err != nil) != tc.wantErr {
-				t.Fatalf("ParseDesiredState(%q) error = %v, want error: %v", tc.in, err, tc.wantErr)
+				t.Fatalf("ParseFleetState(%q) error = %v, want error: %v", tc.in, err, tc.wantErr)
 			}
 			if tc.wantErr {
 				return
 			}
 			if got != tc.want || got.Rank() != tc.rank {
-				t.Fatalf("ParseDesiredState(%q) = %q rank %d, want %q rank %d", tc.in, got, got.Rank(), tc.want, tc.rank)
+				t.Fatalf("ParseFleetState(%q) = %q rank %d, want %q rank %d", tc.in, got, got.Rank(), tc.want, tc.rank)
 			}
 		})
 	}

@@ -13,7 +13,7 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/fleet-next/fleet/server"
+	"github.com/fleet-next/fleet/internal/fleetd"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -51,13 +51,13 @@ func run(args, environ []string, stdout, stderr io.Writer) int {
 			path = "/etc/fleet/fleet.conf"
 		}
 	}
-	cfg, ignored, err := server.LoadConfig(path, environ)
+	cfg, ignored, err := fleetd.LoadConfig(path, environ)
 	if err != nil {
 		fmt.Fprintf(stderr, "fleetd: %v\n", err)
 		return 1
 	}
 	level := new(slog.LevelVar)
-	level.Set(server.LogLevel(cfg.Verbosity))
+	level.Set(fleetd.LogLevel(cfg.Verbosity))
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	for _, k := range ignored {
 		log.Warn("configuration key has no effect", "key", k)
@@ -68,11 +68,11 @@ func run(args, environ []string, stdout, stderr io.Writer) int {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	reload := func() (server.Config, error) {
-		c, _, err := server.LoadConfig(path, environ)
+	reload := func() (fleetd.Config, error) {
+		c, _, err := fleetd.LoadConfig(path, environ)
 		return c, err
 	}
-	err = server.Run(ctx, cfg, server.Options{Dev: *dev, Version: version, Logger: log, Stdout: stdout,
+	err = fleetd.Run(ctx, cfg, fleetd.Options{Dev: *dev, Version: version, Logger: log, Stdout: stdout,
 		APIListenSet: set["api_listen"], DataDirSet: set["data_dir"],
 		Reload: hup, LoadConfig: reload, Level: level})
 	if err != nil {
@@ -85,7 +85,7 @@ func run(args, environ []string, stdout, stderr io.Writer) int {
 // setKeys reports which keys the file or environment set explicitly.
 func setKeys(path string, environ []string) map[string]bool {
 	out := map[string]bool{}
-	for _, k := range server.ExplicitKeys(path, environ) {
+	for _, k := range fleetd.ExplicitKeys(path, environ) {
 		out[k] = true
 	}
 	return out

@@ -10,11 +10,12 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/fleet-next/fleet/registry"
+	"github.com/fleet-next/fleet/registry/etcdembed"
 )
 
 // Etcd is an embedded etcd member for one test.
 type Etcd struct {
-	*registry.Embedded
+	*etcdembed.Server
 }
 
 // StartEtcd starts a fresh single-member etcd in a temp dir.
@@ -22,12 +23,12 @@ func StartEtcd(t testing.TB) *Etcd {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	e, err := registry.StartEmbedded(ctx, registry.EmbeddedOptions{Dir: t.TempDir(), Fast: true})
+	e, err := etcdembed.Start(ctx, etcdembed.Options{Dir: t.TempDir(), Fast: true})
 	if err != nil {
 		t.Fatalf("start etcd: %v", err)
 	}
 	t.Cleanup(e.Close) // registered first, so it runs after the clients' cleanups
-	return &Etcd{Embedded: e}
+	return &Etcd{Server: e}
 }
 
 // Client returns a client closed at cleanup.
@@ -44,7 +45,7 @@ func (e *Etcd) Client(t testing.TB) *clientv3.Client {
 // Registry returns a registry on a new client of e.
 func (e *Etcd) Registry(t testing.TB) *registry.Etcd {
 	t.Helper()
-	return registry.New(e.Client(t), "", nil)
+	return registry.FromClient(e.Client(t), "", nil)
 }
 
 // New starts a fresh etcd and returns a registry on it.

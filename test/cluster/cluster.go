@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/fleet-next/fleet/registry"
+	"github.com/fleet-next/fleet/registry/etcdembed"
 	"github.com/fleet-next/fleet/systemd"
 	"github.com/fleet-next/fleet/systemd/launch"
 	"github.com/fleet-next/fleet/unit"
@@ -372,18 +373,18 @@ func (h *Host) Fleetctl(args ...string) Result {
 // Registry returns a registry client straight on etcd (not through a
 // proxy), closed at cleanup.
 func (c *Cluster) Registry() *registry.Etcd {
-	cli, err := registry.Connect(registry.ConnectConfig{Endpoints: []string{c.Endpoint}, DialTimeout: 5 * time.Second})
+	reg, err := registry.Connect(registry.ConnectConfig{Endpoints: []string{c.Endpoint}, DialTimeout: 5 * time.Second})
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	c.t.Cleanup(func() { _ = cli.Close() })
-	return registry.New(cli, "", nil)
+	c.t.Cleanup(func() { _ = reg.Close() })
+	return reg
 }
 
 func (c *Cluster) startEmbeddedEtcd() {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	e, err := registry.StartEmbedded(ctx, registry.EmbeddedOptions{Dir: c.t.TempDir(), Fast: true})
+	e, err := etcdembed.Start(ctx, etcdembed.Options{Dir: c.t.TempDir(), Fast: true})
 	if err != nil {
 		c.t.Fatalf("start etcd: %v", err)
 	}

@@ -10,7 +10,7 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/fleet-next/fleet/registry"
+	"github.com/fleet-next/fleet/registry/etcdembed"
 )
 
 func main() {
@@ -20,7 +20,7 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	e, err := registry.StartEmbedded(ctx, registry.EmbeddedOptions{Dir: os.Args[1], Fast: true})
+	e, err := etcdembed.Start(ctx, etcdembed.Options{Dir: os.Args[1], Fast: true})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)

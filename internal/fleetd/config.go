@@ -1,4 +1,4 @@
-package server
+package fleetd
 
 import (
 	"bufio"

@@ -1,4 +1,4 @@
-package server_test
+package fleetd_test
 
 import (
 	"bytes"
@@ -60,7 +60,7 @@ func buildFleetd(t *testing.T, dir string) string {
 	t.Helper()
 	bin := filepath.Join(dir, "fleetd")
 	cmd := exec.Command("go", "build", "-o", bin, "./cmd/fleetd")
-	cmd.Dir = ".."
+	cmd.Dir = "../.."
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("build fleetd: %v\n%s", err, out)
 	}

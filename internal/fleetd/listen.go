@@ -1,4 +1,4 @@
-package server
+package fleetd
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/coreos/go-systemd/v22/activation"
@@ -192,4 +193,36 @@ func runWatchdog(ctx context.Context, interval time.Duration, healthy func() boo
 		case <-t.C:
 		}
 	}
+}
+
+// apiAddrs are the addresses the API listens on.
+func apiAddrs(lns []apiListener) []net.Addr {
+	out := make([]net.Addr, len(lns))
+	for i, l := range lns {
+		out[i] = l.ln.Addr()
+	}
+	return out
+}
+
+// publishedAPIURL is the URL other machines forward requests for this one
+// to: http://host:port of the first TCP address (its real port, so port 0
+// works). An unspecified host (0.0.0.0, [::]) is replaced with publicIP,
+// or with the loopback address when there is none. Without a TCP address
+// there is no URL.
+func publishedAPIURL(addrs []net.Addr, publicIP string) string {
+	for _, a := range addrs {
+		ta, ok := a.(*net.TCPAddr)
+		if !ok {
+			continue
+		}
+		host := ta.IP.String()
+		if ta.IP == nil || ta.IP.IsUnspecified() {
+			host = publicIP
+			if host == "" {
+				host = "127.0.0.1"
+			}
+		}
+		return "http://" + net.JoinHostPort(host, strconv.Itoa(ta.Port))
+	}
+	return ""
 }

@@ -1,4 +1,6 @@
-package server
+// Package localunits answers the API's unit status and journal requests
+// for this machine from its systemd and its journal (api.LocalUnits).
+package localunits
 
 import (
 	"bytes"
@@ -6,8 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
-	"strconv"
 	"time"
 
 	"github.com/fleet-next/fleet/api"
@@ -44,8 +44,8 @@ type LocalUnits struct {
 
 var _ api.LocalUnits = (*LocalUnits)(nil)
 
-// newLocalUnits reads the journal of the units of the manager sd drives.
-func newLocalUnits(machineID string, sd *systemd.Manager) *LocalUnits {
+// New answers for the units of the manager sd drives, reading their journal.
+func New(machineID string, sd *systemd.Manager) *LocalUnits {
 	return &LocalUnits{MachineID: machineID, Systemd: sd,
 		Logs: systemd.NewJournal(systemd.JournalConfig{User: sd.UserManager()})}
 }
@@ -120,35 +120,3 @@ func (e *journalUnavailableError) Error() string {
 }
 
 func (e *journalUnavailableError) Unwrap() error { return e.err }
-
-// apiAddrs are the addresses the API listens on.
-func apiAddrs(lns []apiListener) []net.Addr {
-	out := make([]net.Addr, len(lns))
-	for i, l := range lns {
-		out[i] = l.ln.Addr()
-	}
-	return out
-}
-
-// publishedAPIURL is the URL other machines forward requests for this one
-// to: http://host:port of the first TCP address (its real port, so port 0
-// works). An unspecified host (0.0.0.0, [::]) is replaced with publicIP,
-// or with the loopback address when there is none. Without a TCP address
-// there is no URL.
-func publishedAPIURL(addrs []net.Addr, publicIP string) string {
-	for _, a := range addrs {
-		ta, ok := a.(*net.TCPAddr)
-		if !ok {
-			continue
-		}
-		host := ta.IP.String()
-		if ta.IP == nil || ta.IP.IsUnspecified() {
-			host = publicIP
-			if host == "" {
-				host = "127.0.0.1"
-			}
-		}
-		return "http://" + net.JoinHostPort(host, strconv.Itoa(ta.Port))
-	}
-	return ""
-}

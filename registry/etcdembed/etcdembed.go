@@ -1,4 +1,7 @@
-package registry
+// Package etcdembed runs a single-member etcd inside the process: the store
+// of fleetd --dev and of tests. Production points fleetd at an etcd cluster
+// instead; nothing else in fleetd imports this package.
+package etcdembed
 
 import (
 	"context"
@@ -14,8 +17,8 @@ import (
 	"go.uber.org/zap"
 )
 
-// EmbeddedOptions configures an in-process single-member etcd.
-type EmbeddedOptions struct {
+// Options configures an in-process single-member etcd.
+type Options struct {
 	Dir string // data directory; created if missing
 	// ClientURL to listen on; "" = http://127.0.0.1:0 (a free port).
 	ClientURL string
@@ -24,15 +27,15 @@ type EmbeddedOptions struct {
 	Logger *slog.Logger
 }
 
-// Embedded is a running in-process etcd member.
-type Embedded struct {
+// Server is a running in-process etcd member.
+type Server struct {
 	e         *embed.Etcd
 	endpoint  string
 	closeOnce sync.Once
 }
 
-// StartEmbedded starts a single-member etcd and waits until it serves.
-func StartEmbedded(ctx context.Context, opts EmbeddedOptions) (*Embedded, error) {
+// Start starts a single-member etcd and waits until it serves.
+func Start(ctx context.Context, opts Options) (*Server, error) {
 	if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create etcd data dir: %w", err)
 	}
@@ -69,14 +72,14 @@ func StartEmbedded(ctx context.Context, opts EmbeddedOptions) (*Embedded, error)
 		e.Close()
 		return nil, fmt.Errorf("start embedded etcd: not ready after 60s")
 	}
-	return &Embedded{e: e, endpoint: "http://" + e.Clients[0].Addr().String()}, nil
+	return &Server{e: e, endpoint: "http://" + e.Clients[0].Addr().String()}, nil
 }
 
 // Endpoint is the client URL, e.g. http://127.0.0.1:43817.
-func (m *Embedded) Endpoint() string { return m.endpoint }
+func (m *Server) Endpoint() string { return m.endpoint }
 
 // NewClient connects a client to the member.
-func (m *Embedded) NewClient() (*clientv3.Client, error) {
+func (m *Server) NewClient() (*clientv3.Client, error) {
 	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{m.endpoint}, DialTimeout: 5 * time.Second,
 		Logger: zap.NewNop()})
 	if err != nil {
@@ -87,6 +90,6 @@ func (m *Embedded) NewClient() (*clientv3.Client, error) {
 
 // Close stops the member. Close clients first, or it waits for them.
 // Idempotent.
-func (m *Embedded) Close() {
+func (m *Server) Close() {
 	m.closeOnce.Do(m.e.Close)
 }

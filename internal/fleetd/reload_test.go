@@ -1,4 +1,4 @@
-package server
+package fleetd
 
 import (
 	"bytes"
@@ -151,8 +151,8 @@ func TestReloaderApplies(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			var buf bytes.Buffer
 			level := new(slog.LevelVar)
-			pres := &presence{machine: unit.Machine{ID: "m1", Metadata: running.Metadata, APIURL: "http://192.0.2.1:49153"}}
-			r := &reloader{running: running, level: level, pres: pres, log: slog.New(slog.NewTextHandler(&buf, nil)),
+			pres := &fakeRecord{m: unit.Machine{ID: "m1", Metadata: running.Metadata, APIURL: "http://192.0.2.1:49153"}}
+			r := &reloader{running: running, level: level, machine: pres, log: slog.New(slog.NewTextHandler(&buf, nil)),
 				load: func() (Config, error) {
 					if tt.loadErr != nil {
 						return Config{}, tt.loadErr
@@ -163,19 +163,15 @@ func TestReloaderApplies(t *testing.T) {
 			if level.Level() != tt.wantLevel {
 				t.Errorf("level = %v, want %v", level.Level(), tt.wantLevel)
 			}
-			m := pres.current()
+			m := pres.Machine()
 			if !maps.Equal(m.Metadata, tt.wantMD) || m.ID != "m1" || m.APIURL != "http://192.0.2.1:49153" {
 				t.Errorf("machine = %+v, want metadata %v and the rest unchanged", m, tt.wantMD)
 			}
-			select {
-			case <-pres.rewriteCh():
-				if !tt.rewritten {
-					t.Error("machine record rewritten without a metadata change")
-				}
-			default:
-				if tt.rewritten {
-					t.Error("machine record not rewritten")
-				}
+			if pres.sets > 0 && !tt.rewritten {
+				t.Error("machine record rewritten without a metadata change")
+			}
+			if pres.sets == 0 && tt.rewritten {
+				t.Error("machine record not rewritten")
 			}
 			for _, w := range tt.wantLog {
 				if !strings.Contains(buf.String(), w) {
@@ -190,3 +186,12 @@ func TestReloaderApplies(t *testing.T) {
 		})
 	}
 }
+
+// fakeRecord records SetMachine calls.
+type fakeRecord struct {
+	m    unit.Machine
+	sets int
+}
+
+func (f *fakeRecord) Machine() unit.Machine     { return f.m }
+func (f *fakeRecord) SetMachine(m unit.Machine) { f.m = m; f.sets++ }

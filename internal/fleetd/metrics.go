@@ -1,4 +1,4 @@
-package server
+package fleetd
 
 import (
 	"net/http"
@@ -116,7 +116,7 @@ func NewMetrics(version string) *Metrics {
 		m.actions.WithLabelValues(k.String())
 		m.actionFailures.WithLabelValues(k.String())
 	}
-	for _, s := range []unit.DesiredState{unit.StateLoaded, unit.StateLaunched} {
+	for _, s := range []unit.FleetState{unit.StateLoaded, unit.StateLaunched} {
 		m.units.WithLabelValues(string(s))
 	}
 	for _, op := range registry.Ops() {
@@ -185,7 +185,7 @@ func (a agentMetrics) Published(err error) {
 	}
 }
 
-func (a agentMetrics) Units(byState map[unit.DesiredState]int) {
+func (a agentMetrics) Units(byState map[unit.FleetState]int) {
 	for s, n := range byState {
 		a.m.units.WithLabelValues(string(s)).Set(float64(n))
 	}

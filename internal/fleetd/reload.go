@@ -1,10 +1,12 @@
-package server
+package fleetd
 
 import (
 	"log/slog"
 	"maps"
 	"slices"
 	"sort"
+
+	"github.com/fleet-next/fleet/unit"
 )
 
 // ConfigDiff lists, sorted, the configuration keys whose values differ
@@ -49,6 +51,12 @@ func LogLevel(verbosity int) slog.Level {
 	return slog.LevelInfo
 }
 
+// machineRecord is the machine record presence registers (*presence.Presence).
+type machineRecord interface {
+	Machine() unit.Machine
+	SetMachine(unit.Machine)
+}
+
 // reloader applies a re-read configuration to a running fleetd: metadata
 // (the machine record is rewritten on its lease) and verbosity (the log
 // level) change at once; any other changed key is reported as needing a
@@ -57,7 +65,7 @@ type reloader struct {
 	running Config // as loaded, with the keys applied since
 	load    func() (Config, error)
 	level   *slog.LevelVar // nil: the log level cannot change
-	pres    *presence
+	machine machineRecord
 	log     *slog.Logger
 }
 
@@ -75,9 +83,9 @@ func (r *reloader) reload() {
 		switch k {
 		case "metadata":
 			r.running.Metadata = next.Metadata
-			m := r.pres.current()
+			m := r.machine.Machine()
 			m.Metadata = next.Metadata
-			r.pres.setMachine(m)
+			r.machine.SetMachine(m)
 			r.log.Info("configuration applied", "key", k, "metadata", next.Metadata)
 		case "verbosity":
 			if r.level == nil {

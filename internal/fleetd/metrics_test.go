@@ -1,4 +1,4 @@
-package server
+package fleetd
 
 import (
 	"errors"
@@ -124,8 +124,8 @@ func TestAgentAndRegistryMetrics(t *testing.T) {
 	a.Applied(agent.ActReload, nil)
 	a.Published(nil)
 	a.Published(errors.New("etcd down"))
-	a.Units(map[unit.DesiredState]int{unit.StateLaunched: 3, unit.StateLoaded: 1})
-	a.Units(map[unit.DesiredState]int{unit.StateLaunched: 2, unit.StateLoaded: 0})
+	a.Units(map[unit.FleetState]int{unit.StateLaunched: 3, unit.StateLoaded: 1})
+	a.Units(map[unit.FleetState]int{unit.StateLaunched: 2, unit.StateLoaded: 0})
 	r.Request(registry.OpTxn, time.Millisecond, nil)
 	r.Request(registry.OpTxn, time.Millisecond, errors.New("timeout"))
 	r.Request(registry.OpGet, time.Millisecond, nil)
@@ -268,7 +268,7 @@ func TestMetricsExposedAndDocumented(t *testing.T) {
 		t.Fatal(err)
 	}
 	text := string(body)
-	doc, err := os.ReadFile("../docs/api.md")
+	doc, err := os.ReadFile("../../docs/api.md")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,9 +1,10 @@
-package server
+package fleetd
 
 import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -15,12 +16,18 @@ import (
 	"time"
 
 	"github.com/fleet-next/fleet/agent"
+	"github.com/fleet-next/fleet/agent/agentstore"
 	"github.com/fleet-next/fleet/api"
+	"github.com/fleet-next/fleet/api/localunits"
 	"github.com/fleet-next/fleet/engine"
+	"github.com/fleet-next/fleet/engine/enginestore"
+	"github.com/fleet-next/fleet/presence"
 	"github.com/fleet-next/fleet/registry"
+	"github.com/fleet-next/fleet/registry/etcdembed"
 	"github.com/fleet-next/fleet/systemd"
 	"github.com/fleet-next/fleet/systemd/launch"
 	"github.com/fleet-next/fleet/unit"
+	"golang.org/x/sync/errgroup"
 )
 
 // Options are the process-level settings of Run that are not configuration.
@@ -52,30 +59,66 @@ type Options struct {
 
 // Run runs fleetd until ctx ends, then shuts down: with shutdown_purge it
 // unloads this host's units and leaves the cluster; without, it leaves its
-// units running for the next fleetd to adopt.
+// units running for the next fleetd to adopt. It returns an error when
+// fleetd cannot start, or when one of its components ends by itself: a
+// fleetd that stopped doing its work exits non-zero rather than looking
+// healthy.
 func Run(ctx context.Context, cfg Config, opts Options) (err error) {
-	log := opts.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	loaded := cfg // as configured, before the run-time defaults below
-	var cleanups []func()
-	defer func() {
-		for i := len(cleanups) - 1; i >= 0; i-- {
-			cleanups[i]()
-		}
-	}()
-	stopCtx := func() (context.Context, context.CancelFunc) {
-		return context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	d := &node{cfg: cfg, loaded: cfg, opts: opts, log: opts.Logger}
+	defer d.cleanup()
+	if err := d.start(ctx); err != nil {
+		return err
 	}
+	runErr := d.supervise(ctx)
+	d.shutdown(ctx)
+	return runErr
+}
 
+// node is one fleetd between start and shutdown.
+type node struct {
+	cfg    Config // effective: run-time defaults applied
+	loaded Config // as configured, for reloads
+	opts   Options
+	log    *slog.Logger
+
+	cleanups  []func() // run in reverse order at exit
+	machineID string
+	sd        *systemd.Manager
+	metrics   *Metrics
+	reg       *registry.Etcd
+	pres      *presence.Presence
+	agent     *agent.Agent
+	listeners []apiListener
+	notify    notifier
+	ready     chan struct{} // closed once the machine first registered
+}
+
+func (d *node) cleanup() {
+	for i := len(d.cleanups) - 1; i >= 0; i-- {
+		d.cleanups[i]()
+	}
+}
+
+// stopCtx bounds a shutdown step; it outlives ctx's cancellation.
+func stopCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+}
+
+// start prepares every component: data directory, store, systemd, presence,
+// agent and the API listeners, which answer (503) while the machine
+// registers.
+func (d *node) start(ctx context.Context) error {
+	cfg, opts, log := &d.cfg, d.opts, d.log
 	if opts.Dev && !opts.DataDirSet {
 		dir, err := os.MkdirTemp("", "fleetd-dev-")
 		if err != nil {
 			return fmt.Errorf("create dev data dir: %w", err)
 		}
 		cfg.DataDir = dir
-		cleanups = append(cleanups, func() { _ = os.RemoveAll(dir) })
+		d.cleanups = append(d.cleanups, func() { _ = os.RemoveAll(dir) })
 	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
@@ -84,18 +127,19 @@ func Run(ctx context.Context, cfg Config, opts Options) (err error) {
 		cfg.APIListen = []string{"unix://" + filepath.Join(cfg.DataDir, "fleet.sock")}
 	}
 	if opts.Dev {
-		e, err := registry.StartEmbedded(ctx, registry.EmbeddedOptions{Dir: filepath.Join(cfg.DataDir, "etcd"), Logger: log})
+		e, err := etcdembed.Start(ctx, etcdembed.Options{Dir: filepath.Join(cfg.DataDir, "etcd"), Logger: log})
 		if err != nil {
 			return err
 		}
-		cleanups = append(cleanups, e.Close)
+		d.cleanups = append(d.cleanups, e.Close)
 		cfg.EtcdServers = []string{e.Endpoint()}
 	}
 
-	machineID, err := resolveMachineID(cfg, opts.Dev)
+	machineID, err := resolveMachineID(*cfg, opts.Dev)
 	if err != nil {
 		return err
 	}
+	d.machineID = machineID
 	instance, err := instanceToken(cfg.DataDir)
 	if err != nil {
 		return err
@@ -104,47 +148,52 @@ func Run(ctx context.Context, cfg Config, opts Options) (err error) {
 		cfg.PublicIP = detectPublicIP()
 	}
 
-	sd, unitsDir, stopSD, err := connectSystemd(ctx, cfg, opts.Dev, log)
+	sd, unitsDir, stopSD, err := connectSystemd(ctx, *cfg, opts.Dev, log)
 	if err != nil {
 		return err
 	}
-	cleanups = append(cleanups, stopSD)
+	d.sd = sd
+	d.cleanups = append(d.cleanups, stopSD)
 	cfg.UnitsDirectory = unitsDir
-	logConfig(log, cfg, machineID)
+	logConfig(log, *cfg, machineID)
 
-	metrics := NewMetrics(opts.Version)
-	cli, err := registry.Connect(registry.ConnectConfig{Endpoints: cfg.EtcdServers, KeyFile: cfg.EtcdKeyFile,
+	d.metrics = NewMetrics(opts.Version)
+	d.reg, err = registry.Connect(registry.ConnectConfig{Endpoints: cfg.EtcdServers, KeyFile: cfg.EtcdKeyFile,
 		CertFile: cfg.EtcdCertFile, CAFile: cfg.EtcdCAFile, Username: cfg.EtcdUsername, Password: cfg.EtcdPassword,
-		DialTimeout: 5 * time.Second, Observer: metrics.Registry()})
+		DialTimeout: 5 * time.Second, Observer: d.metrics.Registry(), Prefix: cfg.EtcdKeyPrefix,
+		Logger: log.With("component", "registry")})
 	if err != nil {
 		return err
 	}
-	cleanups = append(cleanups, func() { _ = cli.Close() })
-	reg := registry.New(cli, cfg.EtcdKeyPrefix, log.With("component", "registry"))
+	d.cleanups = append(d.cleanups, func() { _ = d.reg.Close() })
 
-	me := unit.Machine{ID: machineID, PublicIP: cfg.PublicIP, Metadata: cfg.Metadata, Version: opts.Version}
-	pres := &presence{reg: reg, machine: me, instance: instance, ttl: cfg.AgentTTL, log: log.With("component", "presence")}
-	ag := agent.New(reg2agent{reg: reg, pres: pres}, reg2agent{reg: reg, pres: pres}, sd, agent.Config{
-		MachineID: machineID, Logger: log.With("component", "agent"), Metrics: metrics.Agent()})
-	sdNotify := notifier{log: log}
+	d.notify = notifier{log: log}
+	d.ready = make(chan struct{})
 	var readyOnce sync.Once
-	pres.onLease = func() {
-		ag.Republish()
-		readyOnce.Do(func() { sdNotify.notify("READY=1\nSTATUS=registered as machine " + machineID) })
-	}
+	d.pres = presence.New(d.reg, presence.Config{
+		Machine:  unit.Machine{ID: machineID, PublicIP: cfg.PublicIP, Metadata: cfg.Metadata, Version: opts.Version},
+		Instance: instance, TTL: cfg.AgentTTL, Logger: log.With("component", "presence"),
+		OnLease: func(registry.LeaseID) {
+			d.agent.Republish()
+			readyOnce.Do(func() { close(d.ready) })
+		}})
+	store := agentstore.Store{Reg: d.reg, Leases: d.pres, MachineID: machineID}
+	d.agent = agent.New(store, store, sd, agent.Config{
+		MachineID: machineID, Logger: log.With("component", "agent"), Metrics: d.metrics.Agent()})
 
 	// API first, so that clients get 503 (not connection refused) while
 	// the machine registers.
-	handler := api.NewHandler(reg, api.Options{Version: opts.Version, TokenLimit: cfg.TokenLimit,
-		Logger: log.With("component", "api"), Ready: pres.Ready, Metrics: metrics.Handler(),
-		MachineID: machineID, Local: newLocalUnits(machineID, sd), Stopping: ctx.Done()})
+	handler := api.NewHandler(d.reg, api.Options{Version: opts.Version, TokenLimit: cfg.TokenLimit,
+		Logger: log.With("component", "api"), Ready: d.pres.Ready, Metrics: d.metrics.Handler(),
+		MachineID: machineID, Local: localunits.New(machineID, sd), Stopping: ctx.Done()})
 	listeners, activated, err := openAPIListeners(cfg.APIListen, opts.APIListenSet, log)
 	if err != nil {
 		return err
 	}
-	servers := serveAPI(listeners, activated, metrics.API(handler), log)
-	cleanups = append(cleanups, func() {
-		sctx, cancel := stopCtx()
+	d.listeners = listeners
+	servers := serveAPI(listeners, activated, d.metrics.API(handler), log)
+	d.cleanups = append(d.cleanups, func() {
+		sctx, cancel := stopCtx(ctx)
 		defer cancel()
 		for _, s := range servers {
 			_ = s.Shutdown(sctx)
@@ -153,76 +202,106 @@ func Run(ctx context.Context, cfg Config, opts Options) (err error) {
 
 	// Other machines forward unit status and journal requests to this URL;
 	// set before presence runs, so the first registration publishes it.
-	pres.machine.APIURL = publishedAPIURL(apiAddrs(listeners), cfg.PublicIP)
+	m := d.pres.Machine()
+	m.APIURL = publishedAPIURL(apiAddrs(listeners), cfg.PublicIP)
+	d.pres.SetMachine(m)
+	return nil
+}
 
-	compCtx, stopComponents := context.WithCancel(ctx)
-	defer stopComponents()
-	var wg sync.WaitGroup
+// supervise runs every component until ctx ends. A component that returns
+// before then, with or without an error, ends the others and makes Run
+// fail.
+func (d *node) supervise(ctx context.Context) error {
+	cfg, log := d.cfg, d.log
+	g, gctx := errgroup.WithContext(ctx)
 	run := func(name string, f func(context.Context) error) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := f(compCtx); err != nil {
-				log.Error("component stopped", "component", name, "err", err)
+		g.Go(func() error {
+			err := f(gctx)
+			if ctx.Err() != nil {
+				return nil // shutting down
 			}
-		}()
+			if err == nil {
+				err = errors.New("stopped unexpectedly")
+			}
+			return fmt.Errorf("%s: %w", name, err)
+		})
 	}
-	run("presence", pres.run)
-	run("agent", ag.Run)
+	run("presence", d.pres.Run)
+	run("agent", d.agent.Run)
 	if !cfg.DisableEngine {
-		eng := engine.New(reg2engine{reg: reg, pres: pres}, engine.Config{
-			MachineID: machineID, ReconcileInterval: cfg.EngineReconcile, LossGrace: cfg.AgentTTL / 2,
-			MaxMovesPerRound: 1000, Logger: log.With("component", "engine"), Metrics: metrics.Engine()})
+		eng := engine.New(enginestore.Store{Reg: d.reg, Leases: d.pres}, engine.Config{
+			MachineID: d.machineID, ReconcileInterval: cfg.EngineReconcile, LossGrace: cfg.AgentTTL / 2,
+			MaxMovesPerRound: 1000, Logger: log.With("component", "engine"), Metrics: d.metrics.Engine()})
 		run("engine", eng.Run)
 	}
-	if opts.Dev && opts.Stdout != nil {
-		fmt.Fprintf(opts.Stdout, "fleetd is running a one-host cluster (machine %s).\nUse it with:\n\n    fleetctl --endpoint %s list-machines\n\n",
-			unit.ShortID(machineID), listeners[0].addr)
-	}
+	run("readiness", d.announce)
 	if wd, err := watchdogInterval(); err != nil {
 		log.Warn("watchdog disabled", "err", err)
 	} else if wd > 0 {
 		// Pinged while the presence loop makes progress: a stuck loop gets
 		// fleetd restarted, a store outage does not.
-		healthy := func() bool { return pres.alive(2*cfg.AgentTTL + wd) }
+		healthy := func() bool { return d.pres.Alive(2*cfg.AgentTTL + wd) }
 		run("watchdog", func(ctx context.Context) error {
-			runWatchdog(ctx, wd, healthy, sdNotify.notify)
+			runWatchdog(ctx, wd, healthy, d.notify.notify)
 			return nil
 		})
 	}
-	if opts.LoadConfig != nil && opts.Reload != nil {
-		rl := &reloader{running: loaded, load: opts.LoadConfig, level: opts.Level, pres: pres, log: log}
+	if d.opts.LoadConfig != nil && d.opts.Reload != nil {
+		rl := &reloader{running: d.loaded, load: d.opts.LoadConfig, level: d.opts.Level, machine: d.pres, log: log}
 		run("reload", func(ctx context.Context) error {
 			for {
 				select {
 				case <-ctx.Done():
 					return nil
-				case <-opts.Reload:
+				case <-d.opts.Reload:
 					rl.reload()
 				}
 			}
 		})
 	}
-	log.Info("fleetd started", "machine", machineID)
-
-	<-ctx.Done()
-	sdNotify.notify("STOPPING=1")
-	log.Info("fleetd stopping", "purge", cfg.ShutdownPurge)
-	stopComponents()
-	wg.Wait()
-	if cfg.ShutdownPurge {
-		pctx, cancel := stopCtx()
-		defer cancel()
-		if err := ag.Purge(pctx); err != nil {
-			log.Error("unloading units at shutdown", "err", err)
-		}
-		if l := pres.Lease(); l != 0 {
-			if err := reg.Deregister(pctx, l); err != nil {
-				log.Warn("leaving the cluster", "err", err)
-			}
-		}
+	log.Info("fleetd started", "machine", d.machineID)
+	err := g.Wait()
+	if err != nil {
+		log.Error("fleetd component failed; stopping", "err", err)
 	}
+	return err
+}
+
+// announce tells systemd (READY=1) and, in dev mode, the user that fleetd
+// serves, once the machine is registered: the printed command works from
+// the moment it is printed. It then waits for ctx.
+func (d *node) announce(ctx context.Context) error {
+	select {
+	case <-ctx.Done():
+		return nil
+	case <-d.ready:
+	}
+	d.notify.notify("READY=1\nSTATUS=registered as machine " + d.machineID)
+	if d.opts.Dev && d.opts.Stdout != nil {
+		fmt.Fprintf(d.opts.Stdout, "fleetd is running a one-host cluster (machine %s).\nUse it with:\n\n    fleetctl --endpoint %s list-machines\n\n",
+			unit.ShortID(d.machineID), d.listeners[0].addr)
+	}
+	<-ctx.Done()
 	return nil
+}
+
+// shutdown leaves the cluster as configured: with shutdown_purge, unload
+// every unit of this host, then revoke the machine lease so that the engine
+// moves its units at once.
+func (d *node) shutdown(ctx context.Context) {
+	d.notify.notify("STOPPING=1")
+	d.log.Info("fleetd stopping", "purge", d.cfg.ShutdownPurge)
+	if !d.cfg.ShutdownPurge {
+		return
+	}
+	pctx, cancel := stopCtx(ctx)
+	defer cancel()
+	if err := d.agent.Purge(pctx); err != nil {
+		d.log.Error("unloading units at shutdown", "err", err)
+	}
+	if err := d.pres.Leave(pctx); err != nil {
+		d.log.Warn("leaving the cluster", "err", err)
+	}
 }
 
 // connectSystemd picks the systemd manager to drive. Outside dev mode it is

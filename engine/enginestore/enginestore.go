@@ -1,0 +1,76 @@
+// Package enginestore gives the engine its Store on the registry: it
+// campaigns on the machine's lease once the machine is registered, follows
+// the cluster view, and turns each plan into fenced schedule writes.
+package enginestore
+
+import (
+	"context"
+	"time"
+
+	"github.com/fleet-next/fleet/engine"
+	"github.com/fleet-next/fleet/registry"
+)
+
+// Leases gives the machine's current lease (0 while it has none).
+type Leases interface {
+	Lease() registry.LeaseID
+}
+
+// Store implements engine.Store.
+type Store struct {
+	Reg    *registry.Etcd
+	Leases Leases
+}
+
+var _ engine.Store = Store{}
+
+// Campaign waits for the machine to be registered, then campaigns on its lease.
+func (s Store) Campaign(ctx context.Context, id string) (engine.Leader, error) {
+	lease := s.Leases.Lease()
+	for lease == 0 {
+		t := time.NewTimer(100 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctx.Err()
+		case <-t.C:
+		}
+		lease = s.Leases.Lease()
+	}
+	l, err := s.Reg.Campaign(ctx, id, lease)
+	if err != nil {
+		return nil, err
+	}
+	return Leader{l}, nil
+}
+
+// Follow starts the engine's view of the cluster.
+func (s Store) Follow(ctx context.Context) engine.View { return s.Reg.FollowCluster(ctx) }
+
+// Leader implements engine.Leader on a won registry election.
+type Leader struct{ L *registry.Leader }
+
+func (a Leader) Done() <-chan struct{}            { return a.L.Done() }
+func (a Leader) Resign(ctx context.Context) error { return a.L.Resign(ctx) }
+func (a Leader) Apply(ctx context.Context, changes []engine.Change) (int64, error) {
+	return a.L.Apply(ctx, ScheduleChanges(changes))
+}
+
+// ScheduleChanges turns an engine plan into the registry's schedule writes.
+func ScheduleChanges(changes []engine.Change) []registry.ScheduleChange {
+	out := make([]registry.ScheduleChange, 0, len(changes))
+	for i := range changes {
+		c := &changes[i]
+		switch c.Kind {
+		case engine.Place, engine.Update:
+			out = append(out, registry.Place(c.Placement))
+		case engine.Unplace:
+			out = append(out, registry.Unplace(c.Placement))
+		case engine.SetReason:
+			out = append(out, registry.SetReason(c.Unit, c.Reason))
+		case engine.ClearReason:
+			out = append(out, registry.ClearReason(c.Unit))
+		}
+	}
+	return out
+}
