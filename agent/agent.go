@@ -55,9 +55,9 @@ type Metrics interface {
 
 type noMetrics struct{}
 
-func (noMetrics) Planned([]Action)                {}
-func (noMetrics) Applied(ActionKind, error)       {}
-func (noMetrics) Published(error)                 {}
+func (noMetrics) Planned([]Action)              {}
+func (noMetrics) Applied(ActionKind, error)     {}
+func (noMetrics) Published(error)               {}
 func (noMetrics) Units(map[unit.FleetState]int) {}
 
 // Agent makes this host's systemd run what the engine scheduled here and

@@ -26,7 +26,7 @@ func TestPutUnit(t *testing.T) {
 		code        int
 		msg         string            // expected error message
 		wantOpts    []*api.UnitOption // expected stored contents afterwards (nil: unchanged or none)
-		wantDesired unit.FleetState // expected stored desired state afterwards
+		wantDesired unit.FleetState   // expected stored desired state afterwards
 		wantGlobal  bool
 	}{
 		{name: "create defaults to inactive", unit: "c1.service", req: api.Unit{Options: hello},

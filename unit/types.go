@@ -52,9 +52,9 @@ type Unit struct {
 // engine placed it and the state its machine reports.
 type UnitStatus struct {
 	Unit
-	Target  string       // machine ID the engine placed a non-global unit on; "" if none
+	Target  string     // machine ID the engine placed a non-global unit on; "" if none
 	Current FleetState // derived current state ("" for global units)
-	Reason  string       // why a unit that should run has no machine; "" otherwise
+	Reason  string     // why a unit that should run has no machine; "" otherwise
 }
 
 // SystemdState is the state systemd reports for a unit.
@@ -104,7 +104,7 @@ type Placement struct {
 	Machine string
 	Hash    Hash
 	Desired FleetState // loaded or launched
-	Content string       // canonical unit file the agent writes
+	Content string     // canonical unit file the agent writes
 }
 
 // Cluster is a consistent view of what the engine needs to schedule.
