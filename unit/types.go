@@ -123,3 +123,10 @@ type MetadataChange struct {
 	Key       string
 	Value     string
 }
+
+// MaxContentBytes is the largest unit file the cluster stores and places.
+// A placement carries the contents, and the engine writes placements in
+// transactions that must stay under etcd's request limit (1.5 MiB by
+// default): a record holds at most about twice its contents, so a unit of
+// this size always fits one transaction with room to spare.
+const MaxContentBytes = 512 << 10
