@@ -1,16 +1,20 @@
 // Package cluster runs real multi-host fleet clusters on one machine for
 // tests: every host is a real fleetd process with its own machine ID, API
 // socket, public IP label, metadata and its own isolated systemd --user
-// (own cgroup subtree and XDG directories), all against one real etcd, each
-// through a TCP proxy the test can cut to simulate a partition. Everything
-// is torn down by PID and path in t.Cleanup, also when a test fails.
+// (own cgroup subtree and XDG directories), all against one real etcd (in
+// the test process, or as one or more member processes), each host through
+// TCP proxies the test can cut to simulate a partition. Faults a test can
+// inject: fleetd killed or stopped and started again, a host's systemd
+// manager restarted, a host cut from etcd and healed, an etcd member killed
+// and restarted on its data, every etcd member frozen. Everything is torn
+// down by PID and path in t.Cleanup, also when a test fails.
 package cluster
 
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -49,18 +53,34 @@ type Options struct {
 	// Env adds FLEET_* settings to every host.
 	Env []string
 	// EtcdProcess runs etcd as a separate process (see FreezeEtcd) instead
-	// of in the test process.
+	// of in the test process: one member with short raft ticks.
 	EtcdProcess bool
+	// EtcdMembers > 0 runs an etcd cluster of that many member processes
+	// with etcd's default raft timing, as production runs it (see
+	// Cluster.Members); every host reaches every member through its own
+	// proxy.
+	EtcdMembers int
+	// LogTail bounds how much of each fleetd's log (its end) a failed test
+	// prints; 0 prints all of it.
+	LogTail int
+	// LogDir, if set, receives a copy of each fleetd's log at cleanup
+	// (host-<i>.log), also when the test passes.
+	LogDir string
 }
 
 // Cluster is a running test cluster.
 type Cluster struct {
 	t        T
 	Hosts    []*Host
-	Endpoint string // etcd client URL
-	bins     string
-	opts     Options
-	etcdProc *os.Process
+	Endpoint string // an etcd client URL (the first of Endpoints)
+	// Endpoints are etcd client URLs, one per member, that no fault cuts:
+	// the harness's own way to the store.
+	Endpoints []string
+	// Members are the etcd member processes; empty with the embedded etcd.
+	Members []*EtcdMember
+	bins    string
+	opts    Options
+	etcdDir string // the members' working directory
 }
 
 // Host is one simulated machine.
@@ -72,13 +92,20 @@ type Host struct {
 	Dir       string
 	Socket    string // API unix socket
 	Endpoint  string // unix:///.../fleet.sock for fleetctl
-	SD        *launch.Manager
-	Proxy     *Proxy
-	env       []string
+	// SD is the host's systemd manager. RestartSystemd replaces it: tests
+	// that restart it read it through Systemd.
+	SD *launch.Manager
+	// Proxy links the host to every etcd member; Cut partitions it.
+	Proxy *ProxySet
+	env   []string
+	sdOpt launch.Options
 
-	mu  sync.Mutex // guards cmd and log
-	cmd *exec.Cmd
-	log *bytes.Buffer
+	sdMu sync.Mutex // guards SD; held for the whole of RestartSystemd
+	mu   sync.Mutex // guards cmd, exited and log
+	cmd  *exec.Cmd
+	// exited is closed once cmd has been reaped.
+	exited chan struct{}
+	log    *bytes.Buffer
 }
 
 var (
@@ -137,9 +164,12 @@ func New(t T, opts Options) *Cluster {
 		opts.AgentTTL = 3 * time.Second
 	}
 	c := &Cluster{t: t, bins: Binaries(t), opts: opts}
-	if opts.EtcdProcess {
-		c.startEtcdProcess()
-	} else {
+	switch {
+	case opts.EtcdMembers > 0:
+		c.startEtcdProcesses(opts.EtcdMembers)
+	case opts.EtcdProcess:
+		c.startEtcdProcesses(1)
+	default:
 		c.startEmbeddedEtcd()
 	}
 	for i := range opts.Hosts {
@@ -210,7 +240,12 @@ func (h *Host) Units(names ...string) map[string]unit.SystemdState {
 func (h *Host) UnitsErr(names ...string) (map[string]unit.SystemdState, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	m, err := systemd.New(ctx, systemd.Config{UnitsDir: filepath.Join(h.Dir, "probe"), PrivateSocket: h.SD.PrivateSocket()})
+	return h.UnitsCtx(ctx, names...)
+}
+
+// UnitsCtx is UnitsErr bounded by ctx.
+func (h *Host) UnitsCtx(ctx context.Context, names ...string) (map[string]unit.SystemdState, error) {
+	m, err := systemd.New(ctx, systemd.Config{UnitsDir: filepath.Join(h.Dir, "probe"), PrivateSocket: h.privateSocket()})
 	if err != nil {
 		return nil, fmt.Errorf("connect to systemd: %w", err)
 	}
@@ -231,25 +266,34 @@ func (c *Cluster) newHost(i int) *Host {
 	t.Cleanup(func() { _ = os.RemoveAll(dir) })
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	sd, err := launch.Start(ctx, launch.Options{Dir: filepath.Join(dir, "rt"),
-		CgroupName: fmt.Sprintf("fleettest/%d-%s-h%d", os.Getpid(), filepath.Base(dir), i)})
+	sdOpt := launch.Options{Dir: filepath.Join(dir, "rt"),
+		CgroupName: fmt.Sprintf("fleettest/%d-%s-h%d", os.Getpid(), filepath.Base(dir), i)}
+	sd, err := launch.Start(ctx, sdOpt)
 	if err != nil {
 		t.Fatalf("host %d: start systemd: %v", i, err)
 	}
+	h := &Host{c: c, Index: i, MachineID: fmt.Sprintf("%032x", 0xf1ee7000+i), IP: fmt.Sprintf("127.0.0.%d", 10+i),
+		Dir: dir, Socket: filepath.Join(dir, "fleet.sock"), SD: sd, sdOpt: sdOpt}
 	t.Cleanup(func() {
 		sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		if err := sd.Stop(sctx); err != nil {
+		if err := h.Systemd().Stop(sctx); err != nil {
 			t.Errorf("host %d: stop systemd: %v", i, err)
 		}
 	})
-	proxy, err := NewProxy(strings.TrimPrefix(c.Endpoint, "http://"))
+	targets := []string{strings.TrimPrefix(c.Endpoint, "http://")}
+	if len(c.Members) > 0 {
+		targets = targets[:0]
+		for _, m := range c.Members {
+			targets = append(targets, "unix:"+m.Socket)
+		}
+	}
+	proxies, err := newProxySet(targets)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(proxy.Close)
-	h := &Host{c: c, Index: i, MachineID: fmt.Sprintf("%032x", 0xf1ee7000+i), IP: fmt.Sprintf("127.0.0.%d", 10+i),
-		Dir: dir, Socket: filepath.Join(dir, "fleet.sock"), SD: sd, Proxy: proxy}
+	t.Cleanup(proxies.Close)
+	h.Proxy = proxies
 	h.Endpoint = "unix://" + h.Socket
 	md := fmt.Sprintf("host=%d", i)
 	if c.opts.Metadata != nil {
@@ -260,7 +304,7 @@ func (c *Cluster) newHost(i int) *Host {
 		"FLEET_MACHINE_ID="+h.MachineID,
 		"FLEET_PUBLIC_IP="+h.IP,
 		"FLEET_METADATA="+md,
-		"FLEET_ETCD_SERVERS=http://"+proxy.Addr(),
+		"FLEET_ETCD_SERVERS="+strings.Join(proxies.URLs(), ","),
 		// TCP too: other hosts forward unit status and journal requests there.
 		"FLEET_API_LISTEN="+h.Endpoint+",tcp://127.0.0.1:0",
 		"FLEET_DATA_DIR="+filepath.Join(dir, "data"),
@@ -272,8 +316,17 @@ func (c *Cluster) newHost(i int) *Host {
 	h.env = append(h.env, c.opts.Env...)
 	t.Cleanup(func() {
 		h.Kill()
+		log := h.Log()
+		if c.opts.LogDir != "" {
+			if err := os.WriteFile(filepath.Join(c.opts.LogDir, fmt.Sprintf("host-%d.log", i)), []byte(log), 0o644); err != nil {
+				t.Errorf("host %d: keep log: %v", i, err)
+			}
+		}
 		if t.Failed() {
-			t.Logf("--- fleetd log of host %d ---\n%s", i, h.Log())
+			if n := c.opts.LogTail; n > 0 && len(log) > n {
+				log = "[...]" + log[len(log)-n:]
+			}
+			t.Logf("--- fleetd log of host %d ---\n%s", i, log)
 		}
 	})
 	return h
@@ -281,10 +334,18 @@ func (c *Cluster) newHost(i int) *Host {
 
 // Start starts the host's fleetd.
 func (h *Host) Start() {
+	h.c.t.Helper()
+	if err := h.TryStart(); err != nil {
+		h.c.t.Fatal(err)
+	}
+}
+
+// TryStart is Start returning errors instead of failing the test.
+func (h *Host) TryStart() error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.cmd != nil {
-		h.c.t.Fatalf("host %d: fleetd already running", h.Index)
+		return fmt.Errorf("host %d: fleetd already running", h.Index)
 	}
 	if h.log == nil {
 		h.log = &bytes.Buffer{}
@@ -293,32 +354,89 @@ func (h *Host) Start() {
 	cmd.Env = h.env
 	w := &lockedWriter{mu: &h.mu, buf: h.log}
 	cmd.Stdout, cmd.Stderr = w, w
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Its own process group; killed with the test process if that dies.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
-		h.c.t.Fatalf("host %d: start fleetd: %v", h.Index, err)
+		return fmt.Errorf("host %d: start fleetd: %w", h.Index, err)
 	}
-	h.cmd = cmd
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	h.cmd, h.exited = cmd, exited
+	return nil
 }
 
 // Stop sends sig to fleetd and waits for it to exit.
 func (h *Host) Stop(sig syscall.Signal) {
+	if err := h.TryStop(sig, 60*time.Second); err != nil {
+		h.c.t.Errorf("%v", err)
+	}
+}
+
+// TryStop sends sig to fleetd and waits for it to exit; after timeout it
+// kills it and returns an error saying so. A fleetd that is not running is
+// left alone.
+func (h *Host) TryStop(sig syscall.Signal, timeout time.Duration) error {
 	h.mu.Lock()
-	cmd := h.cmd
+	cmd, exited := h.cmd, h.exited
 	h.cmd = nil
 	h.mu.Unlock()
 	if cmd == nil {
-		return
+		return nil
 	}
 	_ = cmd.Process.Signal(sig)
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
 	select {
-	case <-done:
-	case <-time.After(60 * time.Second):
+	case <-exited:
+		return nil
+	case <-time.After(timeout):
 		_ = cmd.Process.Kill()
-		<-done
-		h.c.t.Errorf("host %d: fleetd did not exit on %v within 60s", h.Index, sig)
+		<-exited
+		return fmt.Errorf("host %d: fleetd did not exit on %v within %s", h.Index, sig, timeout)
 	}
+}
+
+// Exited reports whether the host's fleetd was started and has ended on its
+// own (without Stop or Kill), and how.
+func (h *Host) Exited() (bool, string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.cmd == nil {
+		return false, ""
+	}
+	select {
+	case <-h.exited:
+		return true, h.cmd.ProcessState.String()
+	default:
+		return false, ""
+	}
+}
+
+// Systemd returns the host's current systemd manager.
+func (h *Host) Systemd() *launch.Manager {
+	h.sdMu.Lock()
+	defer h.sdMu.Unlock()
+	return h.SD
+}
+
+func (h *Host) privateSocket() string {
+	return filepath.Join(h.sdOpt.Dir, "systemd", "private")
+}
+
+// RestartSystemd stops the host's systemd manager (which stops every unit
+// it runs) and starts it again with the same directories and cgroup, as a
+// restart of a host's manager would; fleetd keeps running and sees its
+// connection drop.
+func (h *Host) RestartSystemd(ctx context.Context) error {
+	h.sdMu.Lock()
+	defer h.sdMu.Unlock()
+	if err := h.SD.Stop(ctx); err != nil {
+		return fmt.Errorf("host %d: restart systemd: %w", h.Index, err)
+	}
+	sd, err := launch.Start(ctx, h.sdOpt)
+	if err != nil {
+		return fmt.Errorf("host %d: restart systemd: %w", h.Index, err)
+	}
+	h.SD = sd
+	return nil
 }
 
 // Kill stops fleetd with SIGKILL (no purge).
@@ -356,24 +474,42 @@ func (h *Host) Fleetctl(args ...string) Result {
 	h.c.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
+	res, err := h.FleetctlCtx(ctx, args...)
+	if err != nil {
+		h.c.t.Fatal(err)
+	}
+	return res
+}
+
+// FleetctlCtx runs fleetctl against host h's API until it exits or ctx
+// ends; an error means it could not be run or was cut short by ctx.
+func (h *Host) FleetctlCtx(ctx context.Context, args ...string) (Result, error) {
 	cmd := exec.CommandContext(ctx, filepath.Join(h.c.bins, "fleetctl"), append([]string{"--endpoint", h.Endpoint}, args...)...)
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
 	res := Result{Stdout: out.String(), Stderr: errb.String()}
-	if ee, ok := err.(*exec.ExitError); ok {
+	if ctx.Err() != nil {
+		return res, fmt.Errorf("fleetctl %v: %w", args, ctx.Err())
+	}
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
 		res.Exit = ee.ExitCode()
 	} else if err != nil {
-		h.c.t.Fatalf("run fleetctl %v: %v", args, err)
+		return res, fmt.Errorf("run fleetctl %v: %w", args, err)
 	}
-	return res
+	return res, nil
 }
 
-// Registry returns a registry client straight on etcd (not through a
-// proxy), closed at cleanup.
+// Registry returns a registry client on etcd that no fault cuts off (on
+// every member when etcd runs as processes), closed at cleanup.
 func (c *Cluster) Registry() *registry.Etcd {
-	reg, err := registry.Connect(registry.ConnectConfig{Endpoints: []string{c.Endpoint}, DialTimeout: 5 * time.Second})
+	eps := c.Endpoints
+	if len(eps) == 0 {
+		eps = []string{c.Endpoint}
+	}
+	reg, err := registry.Connect(registry.ConnectConfig{Endpoints: eps, DialTimeout: 5 * time.Second})
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -390,54 +526,7 @@ func (c *Cluster) startEmbeddedEtcd() {
 	}
 	c.t.Cleanup(e.Close) // first registered, so it runs after every client's cleanup
 	c.Endpoint = e.Endpoint()
-}
-
-func (c *Cluster) startEtcdProcess() {
-	t := c.t
-	dir := t.TempDir()
-	cmd := exec.Command(filepath.Join(c.bins, "etcdserver"), filepath.Join(dir, "data"))
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start etcd: %v", err)
-	}
-	c.etcdProc = cmd.Process
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGCONT)
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-	})
-	line := make([]byte, 0, 64)
-	buf := make([]byte, 1)
-	for {
-		n, err := out.Read(buf)
-		if err != nil {
-			t.Fatalf("etcd did not report its endpoint: %v", err)
-		}
-		if n == 1 && buf[0] == '\n' {
-			break
-		}
-		line = append(line, buf[:n]...)
-	}
-	c.Endpoint = strings.TrimSpace(string(line))
-	go func() { _, _ = io.Copy(io.Discard, out) }()
-}
-
-// FreezeEtcd stops (SIGSTOP) or resumes (SIGCONT) the etcd process.
-func (c *Cluster) FreezeEtcd(freeze bool) {
-	if c.etcdProc == nil {
-		c.t.Fatal("FreezeEtcd needs Options.EtcdProcess")
-	}
-	sig := syscall.SIGCONT
-	if freeze {
-		sig = syscall.SIGSTOP
-	}
-	if err := c.etcdProc.Signal(sig); err != nil {
-		c.t.Fatalf("signal etcd: %v", err)
-	}
+	c.Endpoints = []string{c.Endpoint}
 }
 
 // WaitMachines waits until n machines are registered.

@@ -4,14 +4,17 @@ import (
 	"errors"
 	"io"
 	"net"
+	"strings"
 	"sync"
+	"time"
 )
 
-// Proxy is a TCP proxy between one host and etcd that a test can cut to
-// simulate a partition. It listens on loopback only.
+// Proxy is a TCP proxy between one host and an etcd member that a test can
+// cut to simulate a partition. It listens on loopback only.
 type Proxy struct {
-	ln     net.Listener
-	target string
+	ln      net.Listener
+	network string // of the target: "tcp" or "unix"
+	target  string
 
 	mu     sync.Mutex // guards cut, conns and closed
 	cut    bool
@@ -20,13 +23,18 @@ type Proxy struct {
 	wg     sync.WaitGroup
 }
 
-// NewProxy listens on 127.0.0.1 on a free port and forwards to target.
+// NewProxy listens on 127.0.0.1 on a free port and forwards to target, a
+// TCP address (host:port) or, with a "unix:" prefix, a unix socket path.
 func NewProxy(target string) (*Proxy, error) {
+	network := "tcp"
+	if path, ok := strings.CutPrefix(target, "unix:"); ok {
+		network, target = "unix", path
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
 	}
-	p := &Proxy{ln: ln, target: target, conns: map[net.Conn]struct{}{}}
+	p := &Proxy{ln: ln, network: network, target: target, conns: map[net.Conn]struct{}{}}
 	p.wg.Add(1)
 	go p.accept()
 	return p, nil
@@ -50,6 +58,13 @@ func (p *Proxy) Heal() {
 	p.mu.Lock()
 	p.cut = false
 	p.mu.Unlock()
+}
+
+// IsCut reports whether the proxy is cut.
+func (p *Proxy) IsCut() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.cut
 }
 
 // Close stops the proxy and waits for its goroutines. Idempotent.
@@ -99,7 +114,7 @@ func (p *Proxy) accept() {
 			_ = in.Close()
 			continue
 		}
-		out, err := net.Dial("tcp", p.target)
+		out, err := net.DialTimeout(p.network, p.target, 5*time.Second)
 		if err != nil || !p.track(out) {
 			if out != nil {
 				_ = out.Close()
@@ -118,4 +133,61 @@ func (p *Proxy) pipe(dst, src net.Conn) {
 	_, _ = io.Copy(dst, src)
 	p.untrack(dst)
 	p.untrack(src)
+}
+
+// ProxySet is one host's link to etcd: a proxy to every member. Cutting it
+// partitions the host from the whole etcd cluster.
+type ProxySet struct {
+	proxies []*Proxy
+}
+
+// Cut drops every connection to every member and refuses new ones until
+// Heal.
+func (s *ProxySet) Cut() {
+	for _, p := range s.proxies {
+		p.Cut()
+	}
+}
+
+// Heal lets connections through to every member again.
+func (s *ProxySet) Heal() {
+	for _, p := range s.proxies {
+		p.Heal()
+	}
+}
+
+// IsCut reports whether the set is cut (Cut called and Heal not since).
+func (s *ProxySet) IsCut() bool {
+	return len(s.proxies) > 0 && s.proxies[0].IsCut()
+}
+
+// URLs are the client URLs a host uses, one per member, in member order.
+func (s *ProxySet) URLs() []string {
+	urls := make([]string, len(s.proxies))
+	for i, p := range s.proxies {
+		urls[i] = "http://" + p.Addr()
+	}
+	return urls
+}
+
+// Close stops every proxy. Idempotent.
+func (s *ProxySet) Close() {
+	for _, p := range s.proxies {
+		p.Close()
+	}
+}
+
+// newProxySet starts a proxy to each target; on error it closes those it
+// started.
+func newProxySet(targets []string) (*ProxySet, error) {
+	s := &ProxySet{}
+	for _, t := range targets {
+		p, err := NewProxy(t)
+		if err != nil {
+			s.Close()
+			return nil, err
+		}
+		s.proxies = append(s.proxies, p)
+	}
+	return s, nil
 }
