@@ -79,13 +79,18 @@ type checker struct {
 	regErrs    int
 	open       map[string]*Violation // seen in the last round, by invariant+key
 	violations []*Violation
+	// Of the second copies excused by the partition window: the earliest
+	// one seen after its host was cut off, and the latest one seen after
+	// the host came back (both by fault kind).
+	firstSecond map[Kind]time.Duration
+	lastStale   map[Kind]time.Duration
 }
 
 func newChecker(c *cluster.Cluster, reg *registry.Etcd, w *workload, rec *recorder, ttl time.Duration) *checker {
 	return &checker{c: c, reg: reg, w: w, rec: rec,
 		staleGrace: 2*ttl + 5*time.Second, touchGrace: 20 * time.Second,
 		prev: make([]hostObs, len(c.Hosts)), checks: map[string]int{}, excused: map[string]int{},
-		open: map[string]*Violation{}}
+		open: map[string]*Violation{}, firstSecond: map[Kind]time.Duration{}, lastStale: map[Kind]time.Duration{}}
 }
 
 // loop runs check rounds about every interval until ctx ends.
@@ -219,6 +224,7 @@ func (ck *checker) checkSingle(obs []hostObs, snap snapshot, reg map[string]unit
 		cut := ck.cutOff(hosts, obs)
 		if len(hosts)-len(cut) < 2 {
 			ck.excused[InvSingle+": second copy on a host in the partition window"]++
+			ck.measureWindow(cut, obs)
 			continue
 		}
 		ck.violate(seen, InvSingle, fmt.Sprintf("%s on hosts %v", name, hosts), func() string {
@@ -247,6 +253,25 @@ func (ck *checker) checkSingle(obs []hostObs, snap snapshot, reg map[string]unit
 		ck.violate(seen, InvConflicts, fmt.Sprintf("%v on host %d", confs, h), func() string {
 			return ck.describe(confs[0], []int{h}, obs, reg)
 		})
+	}
+}
+
+// measureWindow records how far into, or past, its host's partition
+// window a stale copy was seen.
+func (ck *checker) measureWindow(cut []int, obs []hostObs) {
+	for _, h := range cut {
+		w := ck.rec.cutWindow(h, obs[h].from, obs[h].to, ck.staleGrace)
+		if w == nil {
+			continue
+		}
+		at := obs[h].from
+		if w.end.IsZero() || at.Before(w.end) {
+			if d, ok := ck.firstSecond[w.kind]; !ok || at.Sub(w.start) < d {
+				ck.firstSecond[w.kind] = at.Sub(w.start)
+			}
+		} else if at.Sub(w.end) > ck.lastStale[w.kind] {
+			ck.lastStale[w.kind] = at.Sub(w.end)
+		}
 	}
 }
 
@@ -422,6 +447,10 @@ type Stats struct {
 	ProbeErrors  int // host polls that got no answer (systemd restarting)
 	RegistryErrs int // rounds the registry could not be read in (etcd frozen)
 	Violations   []Violation
+	// FirstSecond is, by kind of fault, the earliest a second copy of a
+	// unit was seen after its host was cut off; LastStale the latest a
+	// stale copy was seen after its host came back.
+	FirstSecond, LastStale map[Kind]time.Duration
 }
 
 func (ck *checker) stats() Stats {
@@ -434,6 +463,13 @@ func (ck *checker) stats() Stats {
 	}
 	for k, v := range ck.excused {
 		s.Excused[k] = v
+	}
+	s.FirstSecond, s.LastStale = map[Kind]time.Duration{}, map[Kind]time.Duration{}
+	for k, v := range ck.firstSecond {
+		s.FirstSecond[k] = v
+	}
+	for k, v := range ck.lastStale {
+		s.LastStale[k] = v
 	}
 	for _, v := range ck.violations {
 		s.Violations = append(s.Violations, *v)

@@ -107,6 +107,24 @@ func (r *recorder) hostFaults(host int, from, to time.Time, grace time.Duration,
 	return kinds
 }
 
+// cutWindow returns the latest fault cutting host off that overlaps
+// [from, to] extended by grace, or nil. The window is a copy.
+func (r *recorder) cutWindow(host int, from, to time.Time, grace time.Duration) *window {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var last *window
+	for _, w := range r.windows {
+		if w.host != host || !w.kind.cutsOff() || w.start.After(to) || (!w.end.IsZero() && w.end.Add(grace).Before(from)) {
+			continue
+		}
+		if last == nil || w.start.After(last.start) {
+			c := *w
+			last = &c
+		}
+	}
+	return last
+}
+
 // around describes the faults that overlap [from-span, to] on the given
 // hosts or on no host in particular, for violation reports.
 func (r *recorder) around(hosts []int, from, to time.Time, span time.Duration) string {

@@ -444,6 +444,13 @@ func disagreements(ctx context.Context, ck *checker, w *workload) ([]string, int
 	return diffs, checked
 }
 
+func fmtDur(d time.Duration, ok bool) string {
+	if !ok {
+		return "-"
+	}
+	return d.Round(100 * time.Millisecond).String()
+}
+
 func firstLine(s string) string {
 	if i := strings.Index(s, ": "); i > 0 && i < 80 {
 		return s[:i]
@@ -501,6 +508,14 @@ func (r *Result) Report() string {
 		total += r.Checks[inv]
 	}
 	fmt.Fprintf(&b, "  checks total    %d\n", total)
+	for _, k := range []Kind{Partition, FleetdKill, LeaderKill, FleetdExit} {
+		first, ok1 := r.FirstSecond[k]
+		last, ok2 := r.LastStale[k]
+		if ok1 || ok2 {
+			fmt.Fprintf(&b, "  window %-19s second copy seen from %s after the host was cut off; stale copy seen up to %s after it came back\n",
+				k, fmtDur(first, ok1), fmtDur(last, ok2))
+		}
+	}
 	if len(r.Excused) > 0 {
 		var ks []string
 		for k := range r.Excused {

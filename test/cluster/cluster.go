@@ -245,6 +245,29 @@ func (h *Host) UnitsErr(names ...string) (map[string]unit.SystemdState, error) {
 
 // UnitsCtx is UnitsErr bounded by ctx.
 func (h *Host) UnitsCtx(ctx context.Context, names ...string) (map[string]unit.SystemdState, error) {
+	type result struct {
+		st  map[string]unit.SystemdState
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		st, err := h.units(ctx, names)
+		ch <- result{st, err}
+	}()
+	select {
+	case r := <-ch:
+		return r.st, r.err
+	case <-ctx.Done():
+		// Connecting can block past ctx: godbus (v5.2.4) never completes a
+		// call sent with FlagNoReplyExpected on a connection that closed
+		// under it, which is what a manager being restarted does to the
+		// ping that systemd.New sends. The connection is closed by then;
+		// only the goroutine stays behind.
+		return nil, fmt.Errorf("host %d: systemd states: %w", h.Index, ctx.Err())
+	}
+}
+
+func (h *Host) units(ctx context.Context, names []string) (map[string]unit.SystemdState, error) {
 	m, err := systemd.New(ctx, systemd.Config{UnitsDir: filepath.Join(h.Dir, "probe"), PrivateSocket: h.privateSocket()})
 	if err != nil {
 		return nil, fmt.Errorf("connect to systemd: %w", err)
