@@ -79,18 +79,18 @@ type checker struct {
 	regErrs    int
 	open       map[string]*Violation // seen in the last round, by invariant+key
 	violations []*Violation
-	// Of the second copies excused by the partition window: the earliest
-	// one seen after its host was cut off, and the latest one seen after
-	// the host came back (both by fault kind).
-	firstSecond map[Kind]time.Duration
-	lastStale   map[Kind]time.Duration
+	// Of the copies excused by the partition window: how soon after its
+	// host was cut off (or its fleetd went down) one was first seen, and
+	// how long after the host came back one was last seen.
+	firstSecond time.Duration // -1: none seen
+	lastStale   time.Duration
 }
 
 func newChecker(c *cluster.Cluster, reg *registry.Etcd, w *workload, rec *recorder, ttl time.Duration) *checker {
 	return &checker{c: c, reg: reg, w: w, rec: rec,
 		staleGrace: 2*ttl + 5*time.Second, touchGrace: 20 * time.Second,
 		prev: make([]hostObs, len(c.Hosts)), checks: map[string]int{}, excused: map[string]int{},
-		open: map[string]*Violation{}, firstSecond: map[Kind]time.Duration{}, lastStale: map[Kind]time.Duration{}}
+		open: map[string]*Violation{}, firstSecond: -1}
 }
 
 // loop runs check rounds about every interval until ctx ends.
@@ -260,17 +260,17 @@ func (ck *checker) checkSingle(obs []hostObs, snap snapshot, reg map[string]unit
 // window a stale copy was seen.
 func (ck *checker) measureWindow(cut []int, obs []hostObs) {
 	for _, h := range cut {
-		w := ck.rec.cutWindow(h, obs[h].from, obs[h].to, ck.staleGrace)
-		if w == nil {
+		start, end, ok := ck.rec.cutSpan(h, obs[h].from, obs[h].to, ck.staleGrace)
+		if !ok {
 			continue
 		}
-		at := obs[h].from
-		if w.end.IsZero() || at.Before(w.end) {
-			if d, ok := ck.firstSecond[w.kind]; !ok || at.Sub(w.start) < d {
-				ck.firstSecond[w.kind] = at.Sub(w.start)
+		at := obs[h].to
+		if end.IsZero() || at.Before(end) {
+			if d := at.Sub(start); ck.firstSecond < 0 || d < ck.firstSecond {
+				ck.firstSecond = d
 			}
-		} else if at.Sub(w.end) > ck.lastStale[w.kind] {
-			ck.lastStale[w.kind] = at.Sub(w.end)
+		} else if at.Sub(end) > ck.lastStale {
+			ck.lastStale = at.Sub(end)
 		}
 	}
 }
@@ -447,10 +447,11 @@ type Stats struct {
 	ProbeErrors  int // host polls that got no answer (systemd restarting)
 	RegistryErrs int // rounds the registry could not be read in (etcd frozen)
 	Violations   []Violation
-	// FirstSecond is, by kind of fault, the earliest a second copy of a
-	// unit was seen after its host was cut off; LastStale the latest a
-	// stale copy was seen after its host came back.
-	FirstSecond, LastStale map[Kind]time.Duration
+	// FirstSecond is how soon after a host was cut off (or its fleetd
+	// went down) a unit of it was first seen running twice (-1: never);
+	// LastStale how long after the host came back a stale copy was last
+	// seen.
+	FirstSecond, LastStale time.Duration
 }
 
 func (ck *checker) stats() Stats {
@@ -464,13 +465,7 @@ func (ck *checker) stats() Stats {
 	for k, v := range ck.excused {
 		s.Excused[k] = v
 	}
-	s.FirstSecond, s.LastStale = map[Kind]time.Duration{}, map[Kind]time.Duration{}
-	for k, v := range ck.firstSecond {
-		s.FirstSecond[k] = v
-	}
-	for k, v := range ck.lastStale {
-		s.LastStale[k] = v
-	}
+	s.FirstSecond, s.LastStale = ck.firstSecond, ck.lastStale
 	for _, v := range ck.violations {
 		s.Violations = append(s.Violations, *v)
 	}

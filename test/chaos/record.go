@@ -107,22 +107,31 @@ func (r *recorder) hostFaults(host int, from, to time.Time, grace time.Duration,
 	return kinds
 }
 
-// cutWindow returns the latest fault cutting host off that overlaps
-// [from, to] extended by grace, or nil. The window is a copy.
-func (r *recorder) cutWindow(host int, from, to time.Time, grace time.Duration) *window {
+// cutSpan merges the faults cutting host off that overlap [from, to]
+// extended by grace: from the earliest start to the latest end (zero end:
+// one is still going on). ok is false when there are none.
+func (r *recorder) cutSpan(host int, from, to time.Time, grace time.Duration) (start, end time.Time, ok bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	var last *window
+	open := false
 	for _, w := range r.windows {
 		if w.host != host || !w.kind.cutsOff() || w.start.After(to) || (!w.end.IsZero() && w.end.Add(grace).Before(from)) {
 			continue
 		}
-		if last == nil || w.start.After(last.start) {
-			c := *w
-			last = &c
+		if !ok || w.start.Before(start) {
+			start = w.start
+		}
+		ok = true
+		if w.end.IsZero() {
+			open = true
+		} else if w.end.After(end) {
+			end = w.end
 		}
 	}
-	return last
+	if open {
+		end = time.Time{}
+	}
+	return start, end, ok
 }
 
 // around describes the faults that overlap [from-span, to] on the given

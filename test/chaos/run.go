@@ -165,7 +165,7 @@ func Run(t cluster.T, cfg Config) *Result {
 		faults.Go(func() { in.run(ctx, ev) })
 	}
 	faults.Wait()
-	healAll(c, rec)
+	in.healAll(ctx)
 	faultPhase := time.Since(start)
 	logf("chaos: faults over after %s; settling", faultPhase.Round(10*time.Millisecond))
 
@@ -236,30 +236,46 @@ func metadata(i int) string {
 	return fmt.Sprintf("host=%d,role=%s", i, role)
 }
 
-// healAll undoes anything a fault left behind (it should have undone it
-// itself; anything found here is recorded as a harness problem).
-func healAll(c *cluster.Cluster, rec *recorder) {
-	for _, m := range c.Members {
-		if !m.Running() {
-			rec.problem("etcd member %s was left down", m.Name)
-			if err := m.Start(); err != nil {
-				rec.problem("start etcd member %s: %v", m.Name, err)
+// healAll undoes anything a fault left behind, taking each resource as a
+// fault would (it should have undone it itself; anything found here is
+// recorded as a harness problem).
+func (in *injector) healAll(ctx context.Context) {
+	c, rec := in.c, in.rec
+	const wait = 2 * time.Minute
+	if release, ok := in.acquire(ctx, "etcd", wait); ok {
+		for _, m := range c.Members {
+			if !m.Running() {
+				rec.problem("etcd member %s was left down", m.Name)
+				if err := m.Start(); err != nil {
+					rec.problem("start etcd member %s: %v", m.Name, err)
+				}
 			}
 		}
-	}
-	if err := c.FreezeEtcdErr(false); err != nil {
-		rec.problem("thaw etcd: %v", err)
+		if err := c.FreezeEtcdErr(false); err != nil {
+			rec.problem("thaw etcd: %v", err)
+		}
+		release()
+	} else {
+		rec.problem("etcd still busy %s after the last fault", wait)
 	}
 	for _, h := range c.Hosts {
-		if h.Proxy.IsCut() {
-			rec.problem("host %d was left cut off", h.Index)
-			h.Proxy.Heal()
-		}
-		if !h.Running() {
-			rec.problem("host %d's fleetd was left down", h.Index)
-			if err := h.TryStart(); err != nil {
-				rec.problem("start host %d: %v", h.Index, err)
+		if release, ok := in.acquire(ctx, resource(Partition, h.Index), wait); ok {
+			if h.Proxy.IsCut() {
+				rec.problem("host %d was left cut off", h.Index)
+				h.Proxy.Heal()
 			}
+			release()
+		}
+		if release, ok := in.acquire(ctx, resource(FleetdKill, h.Index), wait); ok {
+			if !h.Running() {
+				rec.problem("host %d's fleetd was left down", h.Index)
+				if err := h.TryStart(); err != nil {
+					rec.problem("start host %d: %v", h.Index, err)
+				}
+			}
+			release()
+		} else {
+			rec.problem("host %d's fleetd still busy %s after the last fault", h.Index, wait)
 		}
 	}
 }
@@ -444,13 +460,6 @@ func disagreements(ctx context.Context, ck *checker, w *workload) ([]string, int
 	return diffs, checked
 }
 
-func fmtDur(d time.Duration, ok bool) string {
-	if !ok {
-		return "-"
-	}
-	return d.Round(100 * time.Millisecond).String()
-}
-
 func firstLine(s string) string {
 	if i := strings.Index(s, ": "); i > 0 && i < 80 {
 		return s[:i]
@@ -508,13 +517,10 @@ func (r *Result) Report() string {
 		total += r.Checks[inv]
 	}
 	fmt.Fprintf(&b, "  checks total    %d\n", total)
-	for _, k := range []Kind{Partition, FleetdKill, LeaderKill, FleetdExit} {
-		first, ok1 := r.FirstSecond[k]
-		last, ok2 := r.LastStale[k]
-		if ok1 || ok2 {
-			fmt.Fprintf(&b, "  window %-19s second copy seen from %s after the host was cut off; stale copy seen up to %s after it came back\n",
-				k, fmtDur(first, ok1), fmtDur(last, ok2))
-		}
+	if r.FirstSecond >= 0 {
+		fmt.Fprintf(&b, "  partition window: units ran twice from %s after their host was cut off (or its fleetd went down);\n"+
+			"                  a stale copy was seen up to %s after the host came back\n",
+			r.FirstSecond.Round(100*time.Millisecond), r.LastStale.Round(100*time.Millisecond))
 	}
 	if len(r.Excused) > 0 {
 		var ks []string
