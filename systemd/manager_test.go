@@ -78,18 +78,74 @@ func newManager(t *testing.T) (*systemd.Manager, *launch.Manager) {
 }
 
 func TestContractPrivateSocket(t *testing.T) {
-	systemdtest.Run(t, func(t *testing.T) agent.UnitManager {
-		m, _ := newManager(t)
-		return m
+	systemdtest.Run(t, func(t *testing.T) systemdtest.Subject {
+		h := startRestartableHost(t)
+		m := connect(t, systemd.Config{UnitsDir: filepath.Join(t.TempDir(), "units"), PrivateSocket: h.lm.PrivateSocket()})
+		return systemdtest.Subject{Manager: m, Restart: h.restart}
 	})
 }
 
 func TestContractSessionBus(t *testing.T) {
-	systemdtest.Run(t, func(t *testing.T) agent.UnitManager {
-		lm := startHost(t)
-		t.Setenv("DBUS_SESSION_BUS_ADDRESS", "unix:path="+filepath.Join(lm.RuntimeDir(), "bus"))
-		return connect(t, systemd.Config{UnitsDir: filepath.Join(t.TempDir(), "units"), User: true})
+	systemdtest.Run(t, func(t *testing.T) systemdtest.Subject {
+		h := startRestartableHost(t)
+		t.Setenv("DBUS_SESSION_BUS_ADDRESS", "unix:path="+filepath.Join(h.lm.RuntimeDir(), "bus"))
+		m := connect(t, systemd.Config{UnitsDir: filepath.Join(t.TempDir(), "units"), User: true})
+		return systemdtest.Subject{Manager: m, Restart: h.restart}
 	})
+}
+
+// restartableHost is a private manager on a runtime directory of its own,
+// which a restart keeps (as a host keeps /run across a restart of its
+// manager).
+type restartableHost struct {
+	dir string
+	lm  *launch.Manager
+}
+
+func startRestartableHost(t *testing.T) *restartableHost {
+	t.Helper()
+	requireRoot(t)
+	dir, err := os.MkdirTemp("", "sdr-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &restartableHost{dir: dir}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+		defer cancel()
+		if h.lm != nil {
+			if err := h.lm.Stop(ctx); err != nil {
+				t.Errorf("launch Stop: %v", err)
+			}
+		}
+		if err := os.RemoveAll(dir); err != nil {
+			t.Errorf("remove %s: %v", dir, err)
+		}
+	})
+	h.start(t)
+	return h
+}
+
+func (h *restartableHost) start(t *testing.T) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), testTimeout)
+	defer cancel()
+	lm, err := launch.Start(ctx, launch.Options{Dir: h.dir})
+	if err != nil {
+		t.Fatalf("launch.Start: %v", err)
+	}
+	h.lm = lm
+}
+
+func (h *restartableHost) restart(t *testing.T) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), testTimeout)
+	defer cancel()
+	if err := h.lm.Stop(ctx); err != nil {
+		t.Fatalf("stop the manager: %v", err)
+	}
+	h.lm = nil
+	h.start(t)
 }
 
 // systemctl runs `systemctl --user args...` inside lm's mount namespace,

@@ -34,9 +34,10 @@ func (e *NoSuchUnitError) NoSuchUnit() bool { return true }
 
 // Systemd state strings the fake reports.
 const (
-	loadLoaded   = "loaded"
-	loadNotFound = "not-found"
-	loadError    = "error"
+	loadLoaded     = "loaded"
+	loadNotFound   = "not-found"
+	loadError      = "error"
+	loadBadSetting = "bad-setting"
 
 	activeActive   = "active"
 	activeInactive = "inactive"
@@ -55,6 +56,7 @@ const firstPID = 1000
 // definition is what a daemon-reload loaded for one unit.
 type definition struct {
 	bad      bool     // the file did not parse: LoadState "error"
+	badSet   bool     // a service with nothing to run: LoadState "bad-setting"
 	service  bool     // a .service unit
 	exits    bool     // the service's process exits by itself
 	fails    bool     // ... with a failure
@@ -74,6 +76,7 @@ func (r runState) isZero() bool { return r == runState{} }
 // value is not usable; call New.
 type Manager struct {
 	mu       sync.Mutex // guards the fields below
+	down     bool       // between the two halves of Restart: every call fails
 	files    map[string]string
 	hashes   map[string]unit.Hash
 	linked   map[string]bool
@@ -111,7 +114,7 @@ func checkName(name string) error {
 
 // UnitFiles lists the unit files with the hash of their contents.
 func (m *Manager) UnitFiles(ctx context.Context) (map[string]unit.Hash, error) {
-	if err := ctx.Err(); err != nil {
+	if err := m.up(ctx); err != nil {
 		return nil, err
 	}
 	m.mu.Lock()
@@ -125,7 +128,7 @@ func (m *Manager) UnitFiles(ctx context.Context) (map[string]unit.Hash, error) {
 
 // WriteUnitFile stores content as the file name.
 func (m *Manager) WriteUnitFile(ctx context.Context, name, content string) error {
-	if err := ctx.Err(); err != nil {
+	if err := m.up(ctx); err != nil {
 		return err
 	}
 	if err := checkName(name); err != nil {
@@ -140,7 +143,7 @@ func (m *Manager) WriteUnitFile(ctx context.Context, name, content string) error
 
 // RemoveUnitFile deletes the file; no error if it is already gone.
 func (m *Manager) RemoveUnitFile(ctx context.Context, name string) error {
-	if err := ctx.Err(); err != nil {
+	if err := m.up(ctx); err != nil {
 		return err
 	}
 	if err := checkName(name); err != nil {
@@ -165,7 +168,7 @@ func (m *Manager) Enable(ctx context.Context, names []string) error {
 }
 
 func (m *Manager) setLinks(ctx context.Context, op string, names []string, enable bool) error {
-	if err := ctx.Err(); err != nil {
+	if err := m.up(ctx); err != nil {
 		return err
 	}
 	m.mu.Lock()
@@ -189,7 +192,7 @@ func (m *Manager) setLinks(ctx context.Context, op string, names []string, enabl
 
 // Disable removes the runtime links and enablement of names.
 func (m *Manager) Disable(ctx context.Context, names []string) error {
-	if err := ctx.Err(); err != nil {
+	if err := m.up(ctx); err != nil {
 		return err
 	}
 	m.mu.Lock()
@@ -204,7 +207,7 @@ func (m *Manager) Disable(ctx context.Context, names []string) error {
 // Reload loads every linked unit whose file exists, forgets the rest and
 // records what the enabled units want.
 func (m *Manager) Reload(ctx context.Context) error {
-	if err := ctx.Err(); err != nil {
+	if err := m.up(ctx); err != nil {
 		return err
 	}
 	m.mu.Lock()
@@ -254,7 +257,11 @@ func define(name, content string) *definition {
 	if !d.service {
 		return d
 	}
-	if execs := f.Values("Service", "ExecStart"); len(execs) > 0 {
+	execs := f.Values("Service", "ExecStart")
+	if len(execs) == 0 && !slices.Contains(f.Values("Service", "Type"), "oneshot") {
+		d.badSet = true // systemd refuses a service with no ExecStart=
+	}
+	if len(execs) > 0 {
 		switch program(execs[len(execs)-1]) {
 		case "false":
 			d.exits, d.fails = true, true
@@ -286,7 +293,7 @@ func truthy(v string) bool {
 
 // Start starts name and the units that want it.
 func (m *Manager) Start(ctx context.Context, name string) error {
-	if err := ctx.Err(); err != nil {
+	if err := m.up(ctx); err != nil {
 		return err
 	}
 	m.mu.Lock()
@@ -298,9 +305,12 @@ func (m *Manager) Start(ctx context.Context, name string) error {
 	if def.bad {
 		return fmt.Errorf("start %s: unit failed to load", name)
 	}
+	if def.badSet {
+		return fmt.Errorf("start %s: Unit %s has a bad unit file setting.", name, name)
+	}
 	m.startLocked(name, def)
 	for _, w := range m.wants[name] {
-		if d := m.loaded[w]; d != nil && !d.bad {
+		if d := m.loaded[w]; d != nil && !d.bad && !d.badSet {
 			m.startLocked(w, d)
 		}
 	}
@@ -332,7 +342,7 @@ func (m *Manager) startLocked(name string, def *definition) {
 
 // Stop stops name. A failed unit stays failed until ResetFailed.
 func (m *Manager) Stop(ctx context.Context, name string) error {
-	if err := ctx.Err(); err != nil {
+	if err := m.up(ctx); err != nil {
 		return err
 	}
 	m.mu.Lock()
@@ -353,7 +363,7 @@ func (m *Manager) Stop(ctx context.Context, name string) error {
 // ResetFailed turns a failed unit inactive; no error if it is not failed or
 // unknown.
 func (m *Manager) ResetFailed(ctx context.Context, name string) error {
-	if err := ctx.Err(); err != nil {
+	if err := m.up(ctx); err != nil {
 		return err
 	}
 	m.mu.Lock()
@@ -378,7 +388,7 @@ func (m *Manager) setRunLocked(name string, rs runState) {
 
 // States reports the state of names; unknown units read as not-found.
 func (m *Manager) States(ctx context.Context, names []string) (map[string]unit.SystemdState, error) {
-	if err := ctx.Err(); err != nil {
+	if err := m.up(ctx); err != nil {
 		return nil, err
 	}
 	m.mu.Lock()
@@ -395,8 +405,11 @@ func (m *Manager) stateLocked(name string) unit.SystemdState {
 	st := unit.SystemdState{LoadState: loadNotFound, ActiveState: activeInactive, SubState: subDead}
 	if def := m.loaded[name]; def != nil {
 		st.LoadState = loadLoaded
-		if def.bad {
+		switch {
+		case def.bad:
 			st.LoadState = loadError
+		case def.badSet:
+			st.LoadState = loadBadSetting
 		}
 	}
 	if rs, ok := m.run[name]; ok {
@@ -424,6 +437,7 @@ func (m *Manager) notifyIfChanged(name string, before unit.SystemdState) {
 type watcher struct {
 	pending map[string]struct{} // guarded by Manager.mu
 	kick    chan struct{}       // 1-buffered: pending is not empty
+	lost    chan struct{}       // closed when the manager restarts
 }
 
 // Watch delivers batches of names whose state changed until ctx ends, then
@@ -433,8 +447,12 @@ func (m *Manager) Watch(ctx context.Context) (<-chan []string, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	w := &watcher{pending: map[string]struct{}{}, kick: make(chan struct{}, 1)}
+	w := &watcher{pending: map[string]struct{}{}, kick: make(chan struct{}, 1), lost: make(chan struct{})}
 	m.mu.Lock()
+	if m.down {
+		m.mu.Unlock()
+		return nil, errUnavailable
+	}
 	m.watchers[w] = struct{}{}
 	m.mu.Unlock()
 	out := make(chan []string)
@@ -452,6 +470,8 @@ func (m *Manager) Watch(ctx context.Context) (<-chan []string, error) {
 		for {
 			select {
 			case <-ctx.Done():
+				return
+			case <-w.lost:
 				return
 			case <-w.kick:
 				m.mu.Lock()
@@ -471,4 +491,59 @@ func (m *Manager) Watch(ctx context.Context) (<-chan []string, error) {
 		}
 	}()
 	return out, nil
+}
+
+// unavailableError is the error of every call while the manager is down.
+type unavailableError struct{}
+
+func (unavailableError) Error() string { return "systemdfake: manager unavailable" }
+
+// Unavailable tells callers that the manager cannot be reached, as the
+// D-Bus adapter's errors do while systemd restarts.
+func (unavailableError) Unavailable() bool { return true }
+
+var errUnavailable error = unavailableError{}
+
+// StopManager is the first half of a restart of the manager: every Watch
+// ends, every unit stops (as they do when a user manager exits) and every
+// call fails with an error whose Unavailable() is true until StartManager.
+func (m *Manager) StopManager() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.down = true
+	for w := range m.watchers {
+		close(w.lost)
+		delete(m.watchers, w)
+	}
+	clear(m.run)
+	clear(m.loaded)
+	clear(m.wants)
+}
+
+// StartManager is the second half of a restart: the new manager loads every
+// linked unit file, as a manager does when it starts, and nothing runs.
+func (m *Manager) StartManager() {
+	m.mu.Lock()
+	m.down = false
+	m.mu.Unlock()
+	_ = m.Reload(context.Background())
+}
+
+// Restart stops and starts the manager.
+func (m *Manager) Restart() {
+	m.StopManager()
+	m.StartManager()
+}
+
+// up fails while the manager is down; mu must not be held.
+func (m *Manager) up(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.down {
+		return errUnavailable
+	}
+	return nil
 }

@@ -16,7 +16,10 @@ var _ agent.UnitManager = (*systemdfake.Manager)(nil)
 // TestContract runs the UnitManager contract the D-Bus adapter passes
 // against a real systemd.
 func TestContract(t *testing.T) {
-	systemdtest.Run(t, func(t *testing.T) agent.UnitManager { return systemdfake.New() })
+	systemdtest.Run(t, func(t *testing.T) systemdtest.Subject {
+		m := systemdfake.New()
+		return systemdtest.Subject{Manager: m, Restart: func(*testing.T) { m.Restart() }}
+	})
 }
 
 // install writes, links and reloads name.
