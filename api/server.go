@@ -26,6 +26,11 @@ type Options struct {
 	// Ready reports whether the server can reach the cluster store. While
 	// it returns an error every API request gets 503. Nil means always ready.
 	Ready func() error
+	// Healthy reports whether this fleetd does its work on its host (its
+	// agent reaches systemd). /health answers 503 while either Ready or
+	// Healthy returns an error; other requests need only Ready. Nil means
+	// always healthy.
+	Healthy func() error
 	// Metrics, when set, is served at /metrics, outside the readiness gate.
 	Metrics http.Handler
 
@@ -68,6 +73,7 @@ type server struct {
 	limit     uint16
 	log       *slog.Logger
 	ready     func() error
+	healthy   func() error
 	metrics   http.Handler
 	discovery []byte
 
@@ -103,6 +109,7 @@ func NewHandler(reg Registry, opts Options) http.Handler {
 		limit:     uint16(limit),
 		log:       log,
 		ready:     opts.Ready,
+		healthy:   opts.Healthy,
 		metrics:   opts.Metrics,
 		discovery: discoveryDocument(),
 		cursors:   newCursors(),
@@ -202,6 +209,12 @@ func (s *server) serveHealth(w http.ResponseWriter) {
 	if err := s.checkReady(); err != nil {
 		writeError(w, http.StatusServiceUnavailable, msgUnavailable+": "+err.Error())
 		return
+	}
+	if s.healthy != nil {
+		if err := s.healthy(); err != nil {
+			writeError(w, http.StatusServiceUnavailable, "fleetd unhealthy: "+err.Error())
+			return
+		}
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 }

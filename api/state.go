@@ -96,6 +96,7 @@ func stateToAPI(st unit.State) *UnitState {
 		SystemdLoadState:   st.LoadState,
 		SystemdActiveState: st.ActiveState,
 		SystemdSubState:    st.SubState,
+		Reason:             st.Reason,
 	}
 	if !st.Hash.IsZero() {
 		out.Hash = st.Hash.String()

@@ -12,6 +12,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
 
+	"github.com/fleet-next/fleet/internal/retry"
 	"github.com/fleet-next/fleet/unit"
 )
 
@@ -57,6 +58,13 @@ func (v *ClusterView) Snapshot() (unit.Cluster, bool) {
 		Revision:   v.rev,
 	}
 	for id, rec := range v.machines {
+		if rec.Leaving {
+			if c.Departed == nil {
+				c.Departed = make(map[string]bool)
+			}
+			c.Departed[id] = true
+			continue
+		}
 		c.Machines[id] = machineFromRecord(rec, v.meta[id])
 	}
 	for u, pm := range v.places {
@@ -91,13 +99,18 @@ func (v *ClusterView) WaitRevision(ctx context.Context, rev int64) error {
 
 func (v *ClusterView) run(ctx context.Context) {
 	from, end := v.r.keys.engineRange(), prefixEnd(v.r.keys.prefix)
+	backoff := retry.Backoff(250*time.Millisecond, 10*time.Second)
 	for ctx.Err() == nil {
-		resp, err := v.r.cli.Get(ctx, from, clientv3.WithRange(end))
+		// The one read whose size grows with the cluster: not bounded by
+		// the request timeout.
+		resp, err := v.r.cli.Get(unbounded(ctx), from, clientv3.WithRange(end))
 		if err != nil {
-			v.r.log.Warn("reading cluster failed; retrying", "err", err)
-			sleepCtx(ctx, time.Second)
+			d := backoff.NextBackOff()
+			v.r.log.Warn("reading cluster failed; retrying", "err", err, "in", d)
+			retry.Sleep(ctx, d)
 			continue
 		}
+		backoff.Reset()
 		v.reset(resp.Kvs, resp.Header.Revision)
 		err = v.r.watchRange(ctx, from, end, resp.Header.Revision+1, func(w clientv3.WatchResponse) {
 			v.apply(w.Events, w.Header.Revision)

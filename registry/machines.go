@@ -2,6 +2,7 @@ package registry
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"sort"
 	"strings"
@@ -49,6 +50,14 @@ func (r *Etcd) Register(ctx context.Context, m unit.Machine, instance string, tt
 		if len(resp.Kvs) > 0 {
 			kv := resp.Kvs[0]
 			rec, err := decodeMachine(kv.Value)
+			if err == nil && rec.Leaving {
+				// A machine that left cleanly: the ID is free again.
+				if _, err := r.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(key), "=", kv.ModRevision)).
+					Then(clientv3.OpDelete(key)).Commit(); err != nil {
+					return 0, storeErr("remove the record of a machine that left", err)
+				}
+				continue
+			}
 			if err != nil || rec.Instance != instance {
 				return 0, &DuplicateMachineError{ID: m.ID, PublicIP: rec.PublicIP}
 			}
@@ -109,9 +118,24 @@ func (r *Etcd) KeepAlive(ctx context.Context, lease LeaseID) (<-chan struct{}, e
 	return beats, nil
 }
 
-// Deregister revokes the machine lease: presence and every state published
-// on it disappear at once.
-func (r *Etcd) Deregister(ctx context.Context, lease LeaseID) error {
+// Deregister makes machine id leave the cluster: its record is replaced by
+// a leaving record (on a lease of its own that expires after linger, so
+// that the engine learns the machine left rather than vanished), then its
+// lease is revoked, so that its presence, every state it published and
+// its election key disappear at once.
+func (r *Etcd) Deregister(ctx context.Context, id string, lease LeaseID, linger time.Duration) error {
+	key := r.keys.machine(id)
+	grant, err := r.cli.Grant(ctx, int64(max((linger+time.Second-1)/time.Second, 1)))
+	if err != nil {
+		return storeErr("grant lease of the leaving record", err)
+	}
+	val, err := json.Marshal(machineRecord{ID: id, Leaving: true})
+	if err != nil {
+		return fmt.Errorf("encode leaving record: %w", err)
+	}
+	if _, err := r.cli.Put(ctx, key, string(val), clientv3.WithLease(grant.ID)); err != nil {
+		return storeErr("mark machine leaving", err)
+	}
 	if _, err := r.cli.Revoke(ctx, clientv3.LeaseID(lease)); err != nil {
 		return storeErr("revoke machine lease", err)
 	}
@@ -135,6 +159,9 @@ func (r *Etcd) Machines(ctx context.Context) ([]unit.Machine, error) {
 		if err != nil {
 			r.log.Warn("skipping undecodable machine", "key", string(kv.Key), "err", err)
 			continue
+		}
+		if rec.Leaving {
+			continue // it left the cluster
 		}
 		out = append(out, machineFromRecord(rec, dyn[rec.ID]))
 	}

@@ -108,8 +108,10 @@ func TestRegisterDuplicateAndTakeover(t *testing.T) {
 	if _, has := ms[0].Metadata["region"]; has || ms[0].Metadata["disk"] != "ssd" {
 		t.Errorf("merged metadata = %v, want disk=ssd only", ms[0].Metadata)
 	}
-	// Deregistering drops presence and states together.
-	if err := r.Deregister(ctx, lease); err != nil {
+	// Deregistering drops presence and states together, and leaves a
+	// leaving record that the engine's view reports as departed.
+	view := r.FollowCluster(ctx)
+	if err := r.Deregister(ctx, "m1", lease, 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	if ms, _ := r.Machines(ctx); len(ms) != 0 {
@@ -117,6 +119,28 @@ func TestRegisterDuplicateAndTakeover(t *testing.T) {
 	}
 	if st, _ := r.States(ctx, "", ""); len(st) != 0 {
 		t.Errorf("states after deregister: %+v", st)
+	}
+	for {
+		snap, ok := view.Snapshot()
+		if ok && snap.Departed["m1"] {
+			if _, live := snap.Machines["m1"]; live {
+				t.Errorf("departed machine still live in the view: %+v", snap.Machines)
+			}
+			break
+		}
+		select {
+		case <-view.Changed():
+		case <-ctx.Done():
+			t.Fatalf("view never reported m1 departed: %+v", snap)
+		}
+	}
+	// The ID is free again: the same machine (or another installation)
+	// registers at once.
+	if _, err := r.Register(ctx, unit.Machine{ID: "m1"}, "other-install", 5*time.Second); err != nil {
+		t.Fatalf("register after leaving: %v", err)
+	}
+	if ms, _ := r.Machines(ctx); len(ms) != 1 {
+		t.Errorf("machines after registering again: %+v", ms)
 	}
 }
 

@@ -75,6 +75,9 @@ type State struct {
 	// loaded or launched.
 	Current FleetState
 	Since   time.Time // when the state last changed
+	// Reason says why the machine could not apply the unit's last change
+	// (the error systemd or the units directory gave); "" when it did.
+	Reason string
 }
 
 // Machine is a live member of the cluster.
@@ -114,6 +117,9 @@ type Cluster struct {
 	Placements map[string]map[string]Placement // unit name -> machine ID -> placement
 	Reasons    map[string]string               // unit name -> why it cannot be placed
 	Revision   int64                           // store revision the view reflects
+	// Departed are machines that left the cluster cleanly (fleetd stopped
+	// with shutdown_purge): not live, and their units are to move at once.
+	Departed map[string]bool
 }
 
 // MetadataChange sets (Value != "") or removes (Value == "") one dynamic

@@ -160,7 +160,8 @@ func (d *node) start(ctx context.Context) error {
 	d.metrics = NewMetrics(opts.Version)
 	d.reg, err = registry.Connect(registry.ConnectConfig{Endpoints: cfg.EtcdServers, KeyFile: cfg.EtcdKeyFile,
 		CertFile: cfg.EtcdCertFile, CAFile: cfg.EtcdCAFile, Username: cfg.EtcdUsername, Password: cfg.EtcdPassword,
-		DialTimeout: 5 * time.Second, Observer: d.metrics.Registry(), Prefix: cfg.EtcdKeyPrefix,
+		DialTimeout: 5 * time.Second, RequestTimeout: cfg.EtcdRequestTimeout, Observer: d.metrics.Registry(),
+		Prefix: cfg.EtcdKeyPrefix,
 		Logger: log.With("component", "registry")})
 	if err != nil {
 		return err
@@ -184,7 +185,7 @@ func (d *node) start(ctx context.Context) error {
 	// API first, so that clients get 503 (not connection refused) while
 	// the machine registers.
 	handler := api.NewHandler(d.reg, api.Options{Version: opts.Version, TokenLimit: cfg.TokenLimit,
-		Logger: log.With("component", "api"), Ready: d.pres.Ready, Metrics: d.metrics.Handler(),
+		Logger: log.With("component", "api"), Ready: d.readyWait, Healthy: d.agent.Healthy, Metrics: d.metrics.Handler(),
 		MachineID: machineID, Local: localunits.New(machineID, sd), Stopping: ctx.Done()})
 	listeners, activated, err := openAPIListeners(cfg.APIListen, opts.APIListenSet, log)
 	if err != nil {
@@ -206,6 +207,23 @@ func (d *node) start(ctx context.Context) error {
 	m.APIURL = publishedAPIURL(apiAddrs(listeners), cfg.PublicIP)
 	d.pres.SetMachine(m)
 	return nil
+}
+
+// readyWait is the API's readiness: nil while the machine is registered.
+// Before the first registration a request waits for it, up to
+// etcd_request_timeout, rather than failing while fleetd starts.
+func (d *node) readyWait() error {
+	select {
+	case <-d.ready:
+	default:
+		t := time.NewTimer(d.cfg.EtcdRequestTimeout)
+		select {
+		case <-d.ready:
+		case <-t.C:
+		}
+		t.Stop()
+	}
+	return d.pres.Ready()
 }
 
 // supervise runs every component until ctx ends. A component that returns
@@ -240,7 +258,9 @@ func (d *node) supervise(ctx context.Context) error {
 	} else if wd > 0 {
 		// Pinged while the presence loop makes progress: a stuck loop gets
 		// fleetd restarted, a store outage does not.
-		healthy := func() bool { return d.pres.Alive(2*cfg.AgentTTL + wd) }
+		// It stops while the agent cannot reach systemd, so a host whose
+		// fleetd cannot recover gets it restarted.
+		healthy := func() bool { return d.pres.Alive(2*cfg.AgentTTL+wd) && d.agent.Healthy() == nil }
 		run("watchdog", func(ctx context.Context) error {
 			runWatchdog(ctx, wd, healthy, d.notify.notify)
 			return nil
