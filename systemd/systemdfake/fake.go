@@ -547,3 +547,15 @@ func (m *Manager) up(ctx context.Context) error {
 	}
 	return nil
 }
+
+// DropConnections ends every Watch, as a lost connection to a manager that
+// keeps running (a daemon-reexec, a restart of the bus) does: units keep
+// running and calls keep working.
+func (m *Manager) DropConnections() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for w := range m.watchers {
+		close(w.lost)
+		delete(m.watchers, w)
+	}
+}
