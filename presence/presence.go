@@ -164,10 +164,11 @@ func (p *Presence) Run(ctx context.Context) error {
 			p.cfg.OnLease(lease)
 		}
 		p.hold(ctx, lease, ka)
-		p.set(0, nil)
-		if ctx.Err() == nil {
-			p.log.Warn("machine lease lost; registering again")
+		if ctx.Err() != nil {
+			break // keep the lease: Leave revokes it
 		}
+		p.set(0, nil)
+		p.log.Warn("machine lease lost; registering again")
 	}
 	return nil
 }

@@ -72,9 +72,10 @@ type Host struct {
 	Dir       string
 	Socket    string // API unix socket
 	Endpoint  string // unix:///.../fleet.sock for fleetctl
-	SD        *launch.Manager
+	SD        *launch.Manager // replaced by RestartSystemd
 	Proxy     *Proxy
 	env       []string
+	sdOpts    launch.Options
 
 	mu  sync.Mutex // guards cmd and log
 	cmd *exec.Cmd
@@ -210,7 +211,7 @@ func (h *Host) Units(names ...string) map[string]unit.SystemdState {
 func (h *Host) UnitsErr(names ...string) (map[string]unit.SystemdState, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	m, err := systemd.New(ctx, systemd.Config{UnitsDir: filepath.Join(h.Dir, "probe"), PrivateSocket: h.SD.PrivateSocket()})
+	m, err := systemd.New(ctx, systemd.Config{UnitsDir: filepath.Join(h.Dir, "probe"), PrivateSocket: h.systemd().PrivateSocket()})
 	if err != nil {
 		return nil, fmt.Errorf("connect to systemd: %w", err)
 	}
@@ -231,25 +232,26 @@ func (c *Cluster) newHost(i int) *Host {
 	t.Cleanup(func() { _ = os.RemoveAll(dir) })
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	sd, err := launch.Start(ctx, launch.Options{Dir: filepath.Join(dir, "rt"),
-		CgroupName: fmt.Sprintf("fleettest/%d-%s-h%d", os.Getpid(), filepath.Base(dir), i)})
+	sdOpts := launch.Options{Dir: filepath.Join(dir, "rt"),
+		CgroupName: fmt.Sprintf("fleettest/%d-%s-h%d", os.Getpid(), filepath.Base(dir), i)}
+	sd, err := launch.Start(ctx, sdOpts)
 	if err != nil {
 		t.Fatalf("host %d: start systemd: %v", i, err)
 	}
-	t.Cleanup(func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if err := sd.Stop(sctx); err != nil {
-			t.Errorf("host %d: stop systemd: %v", i, err)
-		}
-	})
 	proxy, err := NewProxy(strings.TrimPrefix(c.Endpoint, "http://"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(proxy.Close)
 	h := &Host{c: c, Index: i, MachineID: fmt.Sprintf("%032x", 0xf1ee7000+i), IP: fmt.Sprintf("127.0.0.%d", 10+i),
-		Dir: dir, Socket: filepath.Join(dir, "fleet.sock"), SD: sd, Proxy: proxy}
+		Dir: dir, Socket: filepath.Join(dir, "fleet.sock"), SD: sd, sdOpts: sdOpts, Proxy: proxy}
+	t.Cleanup(func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := h.systemd().Stop(sctx); err != nil {
+			t.Errorf("host %d: stop systemd: %v", i, err)
+		}
+	})
 	h.Endpoint = "unix://" + h.Socket
 	md := fmt.Sprintf("host=%d", i)
 	if c.opts.Metadata != nil {
@@ -277,6 +279,46 @@ func (c *Cluster) newHost(i int) *Host {
 		}
 	})
 	return h
+}
+
+// systemd returns the host's current systemd manager.
+func (h *Host) systemd() *launch.Manager {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.SD
+}
+
+// RestartSystemd stops the host's systemd manager, which stops every unit
+// it runs, and starts it again on the same directories and cgroup, as a
+// restart of a host's manager or of its bus does. fleetd keeps running.
+func (h *Host) RestartSystemd() {
+	h.c.t.Helper()
+	h.StopSystemd()
+	h.StartSystemd()
+}
+
+// StopSystemd stops the host's systemd manager and every unit it runs.
+func (h *Host) StopSystemd() {
+	h.c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := h.systemd().Stop(ctx); err != nil {
+		h.c.t.Fatalf("host %d: stop systemd: %v", h.Index, err)
+	}
+}
+
+// StartSystemd starts the host's systemd manager again after StopSystemd.
+func (h *Host) StartSystemd() {
+	h.c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	sd, err := launch.Start(ctx, h.sdOpts)
+	if err != nil {
+		h.c.t.Fatalf("host %d: start systemd again: %v", h.Index, err)
+	}
+	h.mu.Lock()
+	h.SD = sd
+	h.mu.Unlock()
 }
 
 // Start starts the host's fleetd.
