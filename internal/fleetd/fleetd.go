@@ -113,9 +113,10 @@ func stopCtx(ctx context.Context) (context.Context, context.CancelFunc) {
 func (d *node) start(ctx context.Context) error {
 	cfg, opts, log := &d.cfg, d.opts, d.log
 	if opts.Dev && !opts.DataDirSet {
-		dir, err := os.MkdirTemp("", "fleetd-dev-")
+		clearDevDebris(ctx, log)
+		dir, err := makeDevDir()
 		if err != nil {
-			return fmt.Errorf("create dev data dir: %w", err)
+			return err
 		}
 		cfg.DataDir = dir
 		d.cleanups = append(d.cleanups, func() { _ = os.RemoveAll(dir) })
@@ -170,9 +171,21 @@ func (d *node) start(ctx context.Context) error {
 
 	d.notify = notifier{log: log}
 	d.ready = make(chan struct{})
+
+	// The API's sockets first, so that clients queue (rather than being
+	// refused) while fleetd starts; served below, answering 503 until the
+	// machine registers.
+	listeners, activated, err := openAPIListeners(cfg.APIListen, opts.APIListenSet, log)
+	if err != nil {
+		return err
+	}
+	d.listeners = listeners
+
 	var readyOnce sync.Once
 	d.pres = presence.New(d.reg, presence.Config{
-		Machine:  unit.Machine{ID: machineID, PublicIP: cfg.PublicIP, Metadata: cfg.Metadata, Version: opts.Version},
+		Machine: unit.Machine{ID: machineID, PublicIP: cfg.PublicIP, Metadata: cfg.Metadata, Version: opts.Version,
+			// Other machines forward unit status and journal requests here.
+			APIURL: publishedAPIURL(apiAddrs(listeners), cfg.PublicIP)},
 		Instance: instance, TTL: cfg.AgentTTL, Logger: log.With("component", "presence"),
 		OnLease: func(registry.LeaseID) {
 			d.agent.Republish()
@@ -182,16 +195,9 @@ func (d *node) start(ctx context.Context) error {
 	d.agent = agent.New(store, store, sd, agent.Config{
 		MachineID: machineID, Logger: log.With("component", "agent"), Metrics: d.metrics.Agent()})
 
-	// API first, so that clients get 503 (not connection refused) while
-	// the machine registers.
 	handler := api.NewHandler(d.reg, api.Options{Version: opts.Version, TokenLimit: cfg.TokenLimit,
-		Logger: log.With("component", "api"), Ready: d.readyWait, Healthy: d.agent.Healthy, Metrics: d.metrics.Handler(),
-		MachineID: machineID, Local: localunits.New(machineID, sd), Stopping: ctx.Done()})
-	listeners, activated, err := openAPIListeners(cfg.APIListen, opts.APIListenSet, log)
-	if err != nil {
-		return err
-	}
-	d.listeners = listeners
+		Logger: log.With("component", "api"), Ready: d.readyWait, Healthy: d.agent.Healthy,
+		Metrics: d.metrics.Handler(), MachineID: machineID, Local: localunits.New(machineID, sd), Stopping: ctx.Done()})
 	servers := serveAPI(listeners, activated, d.metrics.API(handler), log)
 	d.cleanups = append(d.cleanups, func() {
 		sctx, cancel := stopCtx(ctx)
@@ -200,12 +206,6 @@ func (d *node) start(ctx context.Context) error {
 			_ = s.Shutdown(sctx)
 		}
 	})
-
-	// Other machines forward unit status and journal requests to this URL;
-	// set before presence runs, so the first registration publishes it.
-	m := d.pres.Machine()
-	m.APIURL = publishedAPIURL(apiAddrs(listeners), cfg.PublicIP)
-	d.pres.SetMachine(m)
 	return nil
 }
 
@@ -358,7 +358,7 @@ func connectSystemd(ctx context.Context, cfg Config, dev bool, log *slog.Logger)
 		return connect(systemd.Config{UnitsDir: unitsDir(userDir()), User: true, Logger: sdLog})
 	}
 	log.Info("dev mode: no systemd manager reachable over D-Bus; starting a private systemd --user")
-	lm, err := launch.Start(ctx, launch.Options{Logger: sdLog})
+	lm, err := launch.Start(ctx, launch.Options{Logger: sdLog, Dir: devRuntimeDir(cfg.DataDir), CgroupName: devCgroup(cfg.DataDir)})
 	if err != nil {
 		return nil, "", nil, fmt.Errorf("start a private systemd --user: %w", err)
 	}
