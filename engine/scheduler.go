@@ -80,6 +80,7 @@ const (
 	reasonNoCandidate   = "no machine can take it (MachineID, MachineMetadata, MachineOf and Conflicts combined)"
 	reasonPeerCycle     = "MachineOf requirements form a cycle"
 	reasonPeerReplaced  = "MachineOf requirements lead to %s, which it replaces"
+	reasonTooLarge      = "unit is %d bytes; a placement carries at most %d"
 )
 
 type candidate struct {
@@ -387,6 +388,11 @@ func orderCandidates(units map[string]unit.Unit, reqs RequirementsFunc) []*candi
 		cd := &candidate{u: u}
 		if reqs != nil {
 			cd.reqs, cd.err = reqs(u)
+		}
+		if len(u.Content) > unit.MaxContentBytes {
+			// Refused at submission; one stored by other means must never
+			// make a schedule write etcd refuses.
+			cd.err, cd.unsat = fmt.Errorf(reasonTooLarge, len(u.Content), unit.MaxContentBytes), true
 		}
 		all = append(all, cd)
 	}

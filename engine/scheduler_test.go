@@ -675,6 +675,27 @@ func TestPlanUnparseable(t *testing.T) {
 	}
 }
 
+// TestPlanUnitTooLarge: a unit larger than a placement may carry (stored
+// by other means than the API, which refuses it) gets a reason and no
+// placement, and is removed from where it was; the others are placed.
+func TestPlanUnitTooLarge(t *testing.T) {
+	big := "[Service]\nExecStart=/bin/true\n# " + strings.Repeat("x", unit.MaxContentBytes) + "\n"
+	s := newSnap().machine(mA).raw("big.service", unit.StateLaunched, big).on("big.service", mA).
+		raw("ok.service", unit.StateLaunched, "[Service]\nExecStart=/bin/true\n")
+	after := applyChanges(t, s.c, Plan(s.input()))
+	got := schedule(after)
+	if _, placed := got["big.service"]; placed {
+		t.Errorf("big.service placed: %v", got)
+	}
+	if _, placed := got["ok.service"]; !placed {
+		t.Errorf("ok.service not placed beside a unit too large: %v", got)
+	}
+	want := fmt.Sprintf("unit is %d bytes; a placement carries at most %d", len(big), unit.MaxContentBytes)
+	if r := after.Reasons["big.service"]; r != want {
+		t.Errorf("reason = %q, want %q", r, want)
+	}
+}
+
 func TestPlanMaxMoves(t *testing.T) {
 	tests := []struct {
 		name     string

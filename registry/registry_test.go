@@ -1,8 +1,12 @@
 package registry_test
 
 import (
+	clientv3 "go.etcd.io/etcd/client/v3"
+
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -216,5 +220,71 @@ func TestScheduleWatchAndFencing(t *testing.T) {
 		case <-deadline:
 			t.Fatal("schedule never reached 301 placements")
 		}
+	}
+}
+
+// TestApplyRemovalsFirstAndSizedByBytes: a plan larger than one
+// transaction commits every removal before any placement, and placements
+// whose contents together exceed etcd's request limit are split so that
+// every transaction is accepted.
+func TestApplyRemovalsFirstAndSizedByBytes(t *testing.T) {
+	ctx := ctxT(t)
+	e := registrytest.StartEtcd(t)
+	r := e.Registry(t)
+	lease, err := r.Register(ctx, unit.Machine{ID: "m1"}, "i1", 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := r.Campaign(ctx, "m1", lease)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Resign(ctx)
+	place := func(name, content string) unit.Placement {
+		return unit.Placement{Unit: name, Machine: "m1", Hash: unit.HashOf(content), Desired: unit.StateLaunched, Content: content}
+	}
+	var old []registry.ScheduleChange
+	for i := range 300 {
+		old = append(old, registry.Place(place(fmt.Sprintf("old-%03d.service", i), "x")))
+	}
+	if _, err := l.Apply(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	events := e.Client(t).Watch(ctx, registry.DefaultPrefix+"schedule/m1/", clientv3.WithPrefix())
+	// 300 removals and placements of three units of 500 KiB each (1.5 MB
+	// together, above etcd's 1.5 MiB request limit with the keys), mixed.
+	big := strings.Repeat("y", 500<<10)
+	var plan []registry.ScheduleChange
+	for i := range 300 {
+		plan = append(plan, registry.Unplace(place(fmt.Sprintf("old-%03d.service", i), "x")))
+		if i%100 == 0 {
+			plan = append(plan, registry.Place(place(fmt.Sprintf("big-%d.service", i), big)))
+		}
+	}
+	if _, err := l.Apply(ctx, plan); err != nil {
+		t.Fatalf("Apply: %v", err)
+	}
+	var lastDelete, firstPut int64
+	deletes, puts := 0, 0
+	for deletes < 300 || puts < 3 {
+		resp, ok := <-events
+		if !ok {
+			t.Fatalf("watch ended after %d deletes and %d puts", deletes, puts)
+		}
+		for _, ev := range resp.Events {
+			rev := ev.Kv.ModRevision
+			if ev.Type == clientv3.EventTypeDelete {
+				deletes++
+				lastDelete = max(lastDelete, rev)
+			} else {
+				puts++
+				if firstPut == 0 || rev < firstPut {
+					firstPut = rev
+				}
+			}
+		}
+	}
+	if firstPut <= lastDelete {
+		t.Errorf("a placement committed at revision %d, before the last removal at %d", firstPut, lastDelete)
 	}
 }
