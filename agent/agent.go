@@ -80,6 +80,8 @@ type Agent struct {
 	log   *slog.Logger
 
 	republish chan struct{}
+	connected chan struct{} // closed once systemd first answered
+	connOnce  sync.Once
 
 	mu        sync.Mutex            // guards the fields below
 	launched  map[string]bool       // units this agent started (or adopted running)
@@ -126,7 +128,7 @@ func New(sched Schedule, pub StatePublisher, sd UnitManager, cfg Config) *Agent 
 		cfg.Metrics = noMetrics{}
 	}
 	return &Agent{cfg: cfg, sched: sched, pub: pub, sd: sd, log: cfg.Logger,
-		republish: make(chan struct{}, 1),
+		republish: make(chan struct{}, 1), connected: make(chan struct{}),
 		launched:  map[string]bool{}, published: map[string]unit.State{}, failures: map[string]*failure{},
 		health: fmt.Errorf("%w: not connected yet", ErrSystemdUnavailable)}
 }
@@ -158,7 +160,14 @@ func (a *Agent) setHealth(err error) {
 		a.log.Info("systemd reachable")
 	}
 	a.health = err
+	if err == nil {
+		a.connOnce.Do(func() { close(a.connected) })
+	}
 }
+
+// Connected is closed once the agent first reached systemd and applied
+// its schedule there.
+func (a *Agent) Connected() <-chan struct{} { return a.connected }
 
 // unavailable reports whether err says systemd cannot be reached (an error
 // in its chain has Unavailable() true).

@@ -288,13 +288,16 @@ func (d *node) supervise(ctx context.Context) error {
 }
 
 // announce tells systemd (READY=1) and, in dev mode, the user that fleetd
-// serves, once the machine is registered: the printed command works from
-// the moment it is printed. It then waits for ctx.
+// serves, once the machine is registered and its agent reached systemd:
+// the printed command works, and /health answers ok, from the moment it is
+// printed. It then waits for ctx.
 func (d *node) announce(ctx context.Context) error {
-	select {
-	case <-ctx.Done():
-		return nil
-	case <-d.ready:
+	for _, ready := range []<-chan struct{}{d.ready, d.agent.Connected()} {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-ready:
+		}
 	}
 	d.notify.notify("READY=1\nSTATUS=registered as machine " + d.machineID)
 	if d.opts.Dev && d.opts.Stdout != nil {
