@@ -128,12 +128,17 @@ func (d *node) start(ctx context.Context) error {
 		cfg.APIListen = []string{"unix://" + filepath.Join(cfg.DataDir, "fleet.sock")}
 	}
 	if opts.Dev {
-		e, err := etcdembed.Start(ctx, etcdembed.Options{Dir: filepath.Join(cfg.DataDir, "etcd"), Logger: log})
+		// Private: TLS with client certificates whose keys only this
+		// data directory's owner can read, so no other local user reaches
+		// the store.
+		e, err := etcdembed.Start(ctx, etcdembed.Options{Dir: filepath.Join(cfg.DataDir, "etcd"), Private: true, Logger: log})
 		if err != nil {
 			return err
 		}
 		d.cleanups = append(d.cleanups, e.Close)
 		cfg.EtcdServers = []string{e.Endpoint()}
+		tls := e.TLS()
+		cfg.EtcdCAFile, cfg.EtcdCertFile, cfg.EtcdKeyFile = tls.CAFile, tls.CertFile, tls.KeyFile
 	}
 
 	machineID, err := resolveMachineID(*cfg, opts.Dev)

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -219,4 +220,47 @@ func moduleRoot(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return filepath.Join(wd, "..", "..")
+}
+
+// TestDevModeIsPrivate: another local user (nobody) reaches neither the
+// dev cluster's API nor its embedded etcd, and cannot read the keys that
+// would let it in.
+func TestDevModeIsPrivate(t *testing.T) {
+	d := startDev(t)
+	etcd := regexp.MustCompile(`etcd_servers=(https://127\.0\.0\.1:\d+)`).FindStringSubmatch(d.logs.String())
+	if etcd == nil {
+		t.Fatalf("embedded etcd does not serve https only: no https etcd_servers in the log")
+	}
+	asNobody := func(args ...string) (string, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, "setpriv", append([]string{"--reuid=65534", "--regid=65534", "--clear-groups"}, args...)...)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	fleetctl := filepath.Join(cluster.Binaries(t), "fleetctl")
+	if out, err := asNobody(fleetctl, "--endpoint", d.endpoint, "list-units"); err == nil {
+		t.Errorf("nobody listed the dev cluster's units through its API:\n%s", out)
+	}
+	key := filepath.Join(d.dataDir, "etcd", "tls", "member.key")
+	if _, err := os.Stat(key); err != nil {
+		t.Fatalf("no client key where expected: %v", err)
+	}
+	if out, err := asNobody("cat", key); err == nil {
+		t.Errorf("nobody read the embedded etcd's key:\n%s", out)
+	}
+	// Without a client certificate the store refuses the TLS handshake.
+	conn, err := tls.Dial("tcp", strings.TrimPrefix(etcd[1], "https://"), &tls.Config{InsecureSkipVerify: true})
+	if err == nil {
+		_, err = conn.Write([]byte("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"))
+		if err == nil {
+			buf := make([]byte, 1)
+			_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+			_, err = conn.Read(buf)
+		}
+		conn.Close()
+	}
+	if err == nil {
+		t.Errorf("the embedded etcd accepted a client without a certificate")
+	}
 }
