@@ -25,6 +25,9 @@ type Schedule interface {
 type StatePublisher interface {
 	PublishState(ctx context.Context, s unit.State) error
 	DeleteState(ctx context.Context, name string) error
+	// PublishRefusal records that this machine refuses version h of unit
+	// name, and why, so that the engine places it elsewhere.
+	PublishRefusal(ctx context.Context, name string, h unit.Hash, reason string) error
 }
 
 // Config configures an Agent.
@@ -129,7 +132,7 @@ func New(sched Schedule, pub StatePublisher, sd UnitManager, cfg Config) *Agent 
 	}
 	return &Agent{cfg: cfg, sched: sched, pub: pub, sd: sd, log: cfg.Logger,
 		republish: make(chan struct{}, 1), connected: make(chan struct{}),
-		launched:  map[string]bool{}, published: map[string]unit.State{}, failures: map[string]*failure{},
+		launched: map[string]bool{}, published: map[string]unit.State{}, failures: map[string]*failure{},
 		health: fmt.Errorf("%w: not connected yet", ErrSystemdUnavailable)}
 }
 
@@ -327,6 +330,9 @@ func (a *Agent) reconcile(ctx context.Context) (time.Time, error) {
 	now := a.cfg.Now()
 	waiting := a.settleFailures(desired, now)
 	full := Plan(desired, actual, hasInstall)
+	if err := a.refuseHostUnits(ctx, Without(full, waiting), actual, desired, now, waiting); err != nil {
+		return time.Time{}, err
+	}
 	plan := Without(full, waiting)
 	a.cfg.Metrics.Planned(plan)
 	if len(plan) > 0 {
@@ -358,6 +364,67 @@ func (a *Agent) reconcile(ctx context.Context) (time.Time, error) {
 		pubErr = a.refreshStates(ctx, names)
 	}
 	return a.nextRetry(), errors.Join(applyErr, pubErr)
+}
+
+// refuseHostUnits refuses the units of plan new to this host that would
+// replace a unit the host has of its own (same name, or an [Install]
+// Alias= naming it, outside fleet's units directory): linking them would
+// take the host's unit over. A refused unit fails (its reason says why, it
+// is added to skip) and the refusal is published so that the engine
+// places it on another machine. An error is returned only if systemd is
+// unreachable.
+func (a *Agent) refuseHostUnits(ctx context.Context, plan []Action, actual map[string]Actual,
+	desired map[string]unit.Placement, now time.Time, skip map[string]bool) error {
+	for _, act := range plan {
+		if act.Kind != ActWriteFile {
+			continue
+		}
+		if _, onHost := actual[act.Unit]; onHost {
+			continue // fleet's own file already: adopted, not checked again
+		}
+		why, err := a.hostUnitClash(ctx, act.Unit, act.Content)
+		if err != nil {
+			if unavailable(err) {
+				return err
+			}
+			why = fmt.Sprintf("cannot tell whether %s is a unit of this host: %v", act.Unit, err)
+		}
+		if why == "" {
+			continue
+		}
+		skip[act.Unit] = true
+		a.recordFailures(nil, map[string]error{act.Unit: errors.New(why)}, desired, now)
+		p := desired[act.Unit]
+		if err := a.pub.PublishRefusal(ctx, act.Unit, p.Hash, why); err != nil {
+			a.log.Warn("publishing a refusal failed", "unit", act.Unit, "err", err)
+		}
+	}
+	return nil
+}
+
+// hostUnitClash says which of the host's own units name (or an alias in
+// its contents) would replace, or "" if none.
+func (a *Agent) hostUnitClash(ctx context.Context, name, content string) (string, error) {
+	names := []string{name}
+	if f, err := unit.Parse(content); err == nil {
+		for _, v := range f.Values("Install", "Alias") {
+			names = append(names, strings.Fields(v)...)
+		}
+	}
+	for _, n := range names {
+		path, err := a.sd.HostUnit(ctx, n)
+		if err != nil {
+			return "", err
+		}
+		if path == "" {
+			continue
+		}
+		if n == name {
+			return fmt.Sprintf("%s is a unit of this host (%s); fleet does not replace it", name, path), nil
+		}
+		return fmt.Sprintf("%s has Alias=%s, a unit of this host (%s); fleet does not replace it", name, n, path), nil
+	}
+	return "", nil
 }
 
 // settleFailures forgets the failures of units whose placement changed

@@ -253,3 +253,38 @@ func TestRestartAdoptsWhatStillRuns(t *testing.T) {
 		}
 	})
 }
+
+// TestHostUnitsAreNotTakenOver: a unit named like one the host has of its
+// own, or aliasing one, is neither written nor linked; its refusal is
+// published for the engine and its reason with its state.
+func TestHostUnitsAreNotTakenOver(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := run(t)
+		defer r.stop(t)
+		r.sd.AddHostUnit("gpg-agent.socket", "/usr/lib/systemd/user/gpg-agent.socket")
+		r.sd.AddHostUnit("gpg-agent.service", "/usr/lib/systemd/user/gpg-agent.service")
+		alias := goodUnit + "\n[Install]\nAlias=gpg-agent.service\n"
+		r.store.SetSchedule(schedule(place("gpg-agent.socket", "[Socket]\nListenStream=%t/x\n"),
+			place("harmless.service", alias), place("good.service", goodUnit)))
+		settle(time.Second)
+		files, err := r.sd.UnitFiles(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range []string{"gpg-agent.socket", "harmless.service"} {
+			if _, written := files[n]; written {
+				t.Errorf("%s written to the units directory over the host's unit", n)
+			}
+			ref := r.store.Refusals()[n]
+			if !strings.Contains(ref.Reason, "a unit of this host") || ref.Hash.IsZero() {
+				t.Errorf("%s refusal %+v, want one naming the host's unit", n, ref)
+			}
+			if st := r.store.States()[n]; !strings.Contains(st.Reason, "/usr/lib/systemd/user/gpg-agent") {
+				t.Errorf("%s state reason %q, want the host's unit path", n, st.Reason)
+			}
+		}
+		if st := r.state(t, "good.service"); st.ActiveState != "active" {
+			t.Errorf("good.service: %+v, want active", st)
+		}
+	})
+}

@@ -257,6 +257,10 @@ func (s *simAgent) DeleteState(ctx context.Context, name string) error {
 	return s.reg.DeleteState(ctx, name, s.id)
 }
 
+func (s *simAgent) PublishRefusal(ctx context.Context, name string, h unit.Hash, reason string) error {
+	return s.reg.PublishRefusal(ctx, registry.LeaseID(s.lease.Load()), name, s.id, h, reason)
+}
+
 func sleepCtx(ctx context.Context, d time.Duration) {
 	t := time.NewTimer(d)
 	defer t.Stop()

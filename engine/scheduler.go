@@ -81,6 +81,7 @@ const (
 	reasonPeerCycle     = "MachineOf requirements form a cycle"
 	reasonPeerReplaced  = "MachineOf requirements lead to %s, which it replaces"
 	reasonTooLarge      = "unit is %d bytes; a placement carries at most %d"
+	reasonRefused       = "machine %s refused it: %s"
 )
 
 type candidate struct {
@@ -88,6 +89,9 @@ type candidate struct {
 	reqs  unit.Requirements
 	err   error
 	unsat bool // err is a contradiction in the requirements, not a parse error
+	// refused are the machines that refused this version of the unit, with
+	// their reasons.
+	refused map[string]string
 }
 
 // machineState tracks what the plan puts on one machine.
@@ -272,6 +276,16 @@ func newRound(in Input, c unit.Cluster, budget int) *round {
 		}
 	}
 	r.cands = orderCandidates(c.Units, in.Reqs)
+	for _, cd := range r.cands {
+		for mid, ref := range c.Refused[cd.u.Name] {
+			if ref.Hash == cd.u.Hash {
+				if cd.refused == nil {
+					cd.refused = map[string]string{}
+				}
+				cd.refused[mid] = ref.Reason
+			}
+		}
+	}
 	return r
 }
 
@@ -325,7 +339,7 @@ func (r *round) placeGlobals() {
 			continue
 		}
 		for _, ms := range r.order {
-			if cd.reqs.MatchesMetadata(ms.m.Metadata) && conflictOn(cd, ms) == "" {
+			if cd.reqs.MatchesMetadata(ms.m.Metadata) && cd.refused[ms.m.ID] == "" && conflictOn(cd, ms) == "" {
 				r.placeOn(cd, ms)
 			}
 		}
@@ -536,6 +550,9 @@ func ableToRun(cd *candidate, ms *machineState, live map[string]*machineState) s
 			return fmt.Sprintf(reasonPeerNotPlaced, peer)
 		}
 	}
+	if why := cd.refused[ms.m.ID]; why != "" {
+		return fmt.Sprintf(reasonRefused, ms.m.ID, why)
+	}
 	return conflictOn(cd, ms)
 }
 
@@ -574,7 +591,7 @@ func pickMachine(cd *candidate, live map[string]*machineState, order []*machineS
 	if r := cd.reqs; r.MachineID == "" && len(r.Metadata) == 0 && len(r.MachineOf) == 0 && len(r.Conflicts) == 0 {
 		// Only a conflict can rule a machine out: try machines in order of
 		// load until one takes it.
-		best = order[0].byLoad.first(func(ms *machineState) bool { return conflictOn(cd, ms) == "" })
+		best = order[0].byLoad.first(func(ms *machineState) bool { return cd.refused[ms.m.ID] == "" && conflictOn(cd, ms) == "" })
 	} else {
 		best = leastLoaded(order, func(ms *machineState) bool { return ableToRun(cd, ms, live) == "" })
 	}
@@ -604,7 +621,7 @@ func pickMachine(cd *candidate, live map[string]*machineState, order []*machineS
 	}
 	// Conflicts explain it when every machine that meets the other
 	// requirements is ruled out by a conflict.
-	var conflicting []string
+	var conflicting, refusals []string
 	candidates := 0
 	for _, ms := range order {
 		if r.MachineID != "" && !unit.MatchMachineID(r.MachineID, ms.m.ID) || !r.MatchesMetadata(ms.m.Metadata) {
@@ -621,9 +638,14 @@ func pickMachine(cd *candidate, live map[string]*machineState, order []*machineS
 			continue
 		}
 		candidates++
-		if why := conflictOn(cd, ms); why != "" {
+		if why := cd.refused[ms.m.ID]; why != "" {
+			refusals = append(refusals, fmt.Sprintf(reasonRefused, ms.m.ID, why))
+		} else if why := conflictOn(cd, ms); why != "" {
 			conflicting = append(conflicting, strings.TrimPrefix(why, "conflicts with "))
 		}
+	}
+	if candidates > 0 && len(refusals) == candidates {
+		return nil, refusals[0]
 	}
 	if candidates > 0 && len(conflicting) == candidates {
 		names := map[string]bool{}

@@ -2,6 +2,7 @@ package registry
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"maps"
 	"strings"
@@ -26,6 +27,7 @@ type ClusterView struct {
 	ready    bool
 	units    map[string]unit.Unit
 	machines map[string]machineRecord
+	refused  map[string]map[string]unit.Refusal // unit -> machine -> refusal
 	meta     map[string]map[string]string
 	places   map[string]map[string]unit.Placement
 	reasons  map[string]string
@@ -69,6 +71,12 @@ func (v *ClusterView) Snapshot() (unit.Cluster, bool) {
 	}
 	for u, pm := range v.places {
 		c.Placements[u] = maps.Clone(pm)
+	}
+	if len(v.refused) > 0 {
+		c.Refused = make(map[string]map[string]unit.Refusal, len(v.refused))
+		for u, rm := range v.refused {
+			c.Refused[u] = maps.Clone(rm)
+		}
 	}
 	return c, true
 }
@@ -125,6 +133,7 @@ func (v *ClusterView) reset(kvs []*mvccpb.KeyValue, rev int64) {
 	v.mu.Lock()
 	v.units = make(map[string]unit.Unit)
 	v.machines = make(map[string]machineRecord)
+	v.refused = make(map[string]map[string]unit.Refusal)
 	v.meta = make(map[string]map[string]string)
 	v.places = make(map[string]map[string]unit.Placement)
 	v.reasons = make(map[string]string)
@@ -196,6 +205,19 @@ func (v *ClusterView) put(kv *mvccpb.KeyValue) {
 		}
 	case strings.HasPrefix(key, k.reasons()):
 		v.reasons[strings.TrimPrefix(key, k.reasons())] = string(kv.Value)
+	case strings.HasPrefix(key, k.refusals()):
+		if u, m, ok := split2(strings.TrimPrefix(key, k.refusals())); ok {
+			var rec refusalRecord
+			if err = json.Unmarshal(kv.Value, &rec); err == nil {
+				var h unit.Hash
+				if h, err = unit.ParseHash(rec.Hash); err == nil {
+					if v.refused[u] == nil {
+						v.refused[u] = make(map[string]unit.Refusal)
+					}
+					v.refused[u][m] = unit.Refusal{Hash: h, Reason: rec.Reason}
+				}
+			}
+		}
 	}
 	if err != nil {
 		v.r.log.Warn("skipping undecodable key", "key", key, "err", err)
@@ -223,6 +245,13 @@ func (v *ClusterView) del(key string) {
 		}
 	case strings.HasPrefix(key, k.reasons()):
 		delete(v.reasons, strings.TrimPrefix(key, k.reasons()))
+	case strings.HasPrefix(key, k.refusals()):
+		if u, m, ok := split2(strings.TrimPrefix(key, k.refusals())); ok {
+			delete(v.refused[u], m)
+			if len(v.refused[u]) == 0 {
+				delete(v.refused, u)
+			}
+		}
 	}
 }
 

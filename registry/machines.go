@@ -240,3 +240,17 @@ func (r *Etcd) DeleteState(ctx context.Context, name, machineID string) error {
 	}
 	return nil
 }
+
+// PublishRefusal records, on the machine lease, that machineID refuses the
+// version h of unit name, and why; the engine places that version
+// elsewhere.
+func (r *Etcd) PublishRefusal(ctx context.Context, lease LeaseID, name, machineID string, h unit.Hash, reason string) error {
+	b, err := json.Marshal(refusalRecord{Hash: h.String(), Reason: reason})
+	if err != nil {
+		return fmt.Errorf("encode refusal of %s: %w", name, err)
+	}
+	if _, err := r.cli.Put(ctx, r.keys.refusal(name, machineID), string(b), clientv3.WithLease(clientv3.LeaseID(lease))); err != nil {
+		return storeErr("publish refusal of "+name, err)
+	}
+	return nil
+}

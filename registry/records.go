@@ -127,3 +127,8 @@ func marshalPlain(v any) ([]byte, error) {
 	}
 	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }
+
+type refusalRecord struct {
+	Hash   string `json:"hash"`
+	Reason string `json:"reason"`
+}

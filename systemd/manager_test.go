@@ -81,7 +81,7 @@ func TestContractPrivateSocket(t *testing.T) {
 	systemdtest.Run(t, func(t *testing.T) systemdtest.Subject {
 		h := startRestartableHost(t)
 		m := connect(t, systemd.Config{UnitsDir: filepath.Join(t.TempDir(), "units"), PrivateSocket: h.lm.PrivateSocket()})
-		return systemdtest.Subject{Manager: m, Restart: h.restart}
+		return systemdtest.Subject{Manager: m, Restart: h.restart, HostUnit: "dbus.socket"}
 	})
 }
 
@@ -90,7 +90,7 @@ func TestContractSessionBus(t *testing.T) {
 		h := startRestartableHost(t)
 		t.Setenv("DBUS_SESSION_BUS_ADDRESS", "unix:path="+filepath.Join(h.lm.RuntimeDir(), "bus"))
 		m := connect(t, systemd.Config{UnitsDir: filepath.Join(t.TempDir(), "units"), User: true})
-		return systemdtest.Subject{Manager: m, Restart: h.restart}
+		return systemdtest.Subject{Manager: m, Restart: h.restart, HostUnit: "dbus.socket"}
 	})
 }
 

@@ -120,6 +120,16 @@ type Cluster struct {
 	// Departed are machines that left the cluster cleanly (fleetd stopped
 	// with shutdown_purge): not live, and their units are to move at once.
 	Departed map[string]bool
+	// Refused are the units machines refused to run: unit name -> machine
+	// ID -> refusal.
+	Refused map[string]map[string]Refusal
+}
+
+// Refusal is a machine's refusal to run one version of a unit, e.g.
+// because the unit would replace one the host has of its own.
+type Refusal struct {
+	Hash   Hash // the version refused; a new version may be tried again
+	Reason string
 }
 
 // MetadataChange sets (Value != "") or removes (Value == "") one dynamic

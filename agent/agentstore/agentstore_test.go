@@ -48,6 +48,21 @@ func TestContract(t *testing.T) {
 				}
 				current = next
 			},
+			Refusals: func(t *testing.T) map[string]unit.Refusal {
+				view := reg.FollowCluster(t.Context())
+				for {
+					if snap, ok := view.Snapshot(); ok {
+						out := map[string]unit.Refusal{}
+						for name, byMachine := range snap.Refused {
+							if ref, ok := byMachine["m1"]; ok {
+								out[name] = ref
+							}
+						}
+						return out
+					}
+					<-view.Changed()
+				}
+			},
 			States: func(t *testing.T) map[string]unit.State {
 				sts, err := reg.States(t.Context(), "", "m1")
 				if err != nil {

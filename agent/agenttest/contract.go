@@ -20,6 +20,8 @@ type Subject struct {
 	SetSchedule func(t *testing.T, placements map[string]unit.Placement)
 	// States reads the machine's published states by unit name.
 	States func(t *testing.T) map[string]unit.State
+	// Refusals reads the machine's published refusals by unit name.
+	Refusals func(t *testing.T) map[string]unit.Refusal
 }
 
 // timeout guards every wait against an implementation that never delivers.
@@ -30,6 +32,7 @@ func RunContract(t *testing.T, newSubject func(t *testing.T) Subject) {
 	t.Run("WatchDeliversCompleteSchedules", func(t *testing.T) { testWatch(t, newSubject(t)) })
 	t.Run("PublishAndDelete", func(t *testing.T) { testPublish(t, newSubject(t)) })
 	t.Run("WatchEndsWithContext", func(t *testing.T) { testWatchEnds(t, newSubject(t)) })
+	t.Run("PublishRefusal", func(t *testing.T) { testRefusal(t, newSubject(t)) })
 }
 
 func placement(s Subject, name, content string, desired unit.FleetState) unit.Placement {
@@ -111,5 +114,18 @@ func testWatchEnds(t *testing.T, s Subject) {
 		case <-deadline:
 			t.Fatal("schedule watch still open after its context ended")
 		}
+	}
+}
+
+func testRefusal(t *testing.T, s Subject) {
+	ctx, cancel := context.WithTimeout(t.Context(), 2*timeout)
+	defer cancel()
+	h := unit.HashOf("x")
+	if err := s.Publisher.PublishRefusal(ctx, "a.service", h, "a.service is a unit of this host"); err != nil {
+		t.Fatalf("PublishRefusal: %v", err)
+	}
+	got := s.Refusals(t)
+	if len(got) != 1 || got["a.service"] != (unit.Refusal{Hash: h, Reason: "a.service is a unit of this host"}) {
+		t.Fatalf("refusals = %+v", got)
 	}
 }

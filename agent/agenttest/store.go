@@ -19,6 +19,7 @@ type Store struct {
 	schedule map[string]unit.Placement
 	watchers map[chan map[string]unit.Placement]struct{}
 	states   map[string]unit.State // by unit name
+	refusals map[string]unit.Refusal
 }
 
 var (
@@ -29,7 +30,8 @@ var (
 // New returns a store with an empty schedule and no states.
 func New() *Store {
 	return &Store{schedule: map[string]unit.Placement{},
-		watchers: map[chan map[string]unit.Placement]struct{}{}, states: map[string]unit.State{}}
+		watchers: map[chan map[string]unit.Placement]struct{}{}, states: map[string]unit.State{},
+		refusals: map[string]unit.Refusal{}}
 }
 
 // WatchSchedule delivers the complete schedule now and after every
@@ -106,4 +108,22 @@ func (s *Store) States() map[string]unit.State {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return maps.Clone(s.states)
+}
+
+// PublishRefusal records a refusal of version h of name.
+func (s *Store) PublishRefusal(ctx context.Context, name string, h unit.Hash, reason string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.refusals[name] = unit.Refusal{Hash: h, Reason: reason}
+	return nil
+}
+
+// Refusals returns the published refusals by unit name.
+func (s *Store) Refusals() map[string]unit.Refusal {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return maps.Clone(s.refusals)
 }

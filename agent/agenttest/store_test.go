@@ -13,6 +13,7 @@ func TestContract(t *testing.T) {
 		s := agenttest.New()
 		return agenttest.Subject{MachineID: "m1", Schedule: s, Publisher: s,
 			SetSchedule: func(_ *testing.T, p map[string]unit.Placement) { s.SetSchedule(p) },
-			States:      func(*testing.T) map[string]unit.State { return maps.Clone(s.States()) }}
+			States:      func(*testing.T) map[string]unit.State { return maps.Clone(s.States()) },
+			Refusals:    func(*testing.T) map[string]unit.Refusal { return s.Refusals() }}
 	})
 }

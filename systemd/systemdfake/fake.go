@@ -86,6 +86,7 @@ type Manager struct {
 	run      map[string]runState    // units that are not inactive/dead
 	nextPID  uint32
 	watchers map[*watcher]struct{}
+	host     map[string]string // units the host has of its own: name -> path
 }
 
 // New returns an empty manager: no unit files, nothing loaded or running.
@@ -100,6 +101,7 @@ func New() *Manager {
 		run:      map[string]runState{},
 		nextPID:  firstPID,
 		watchers: map[*watcher]struct{}{},
+		host:     map[string]string{},
 	}
 }
 
@@ -558,4 +560,21 @@ func (m *Manager) DropConnections() {
 		close(w.lost)
 		delete(m.watchers, w)
 	}
+}
+
+// AddHostUnit makes name a unit the host has of its own, at path.
+func (m *Manager) AddHostUnit(name, path string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.host[name] = path
+}
+
+// HostUnit returns the path of the host's own unit name, or "".
+func (m *Manager) HostUnit(ctx context.Context, name string) (string, error) {
+	if err := m.up(ctx); err != nil {
+		return "", err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.host[name], nil
 }

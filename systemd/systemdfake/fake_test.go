@@ -18,7 +18,8 @@ var _ agent.UnitManager = (*systemdfake.Manager)(nil)
 func TestContract(t *testing.T) {
 	systemdtest.Run(t, func(t *testing.T) systemdtest.Subject {
 		m := systemdfake.New()
-		return systemdtest.Subject{Manager: m, Restart: func(*testing.T) { m.Restart() }}
+		m.AddHostUnit("dbus.socket", "/usr/lib/systemd/user/dbus.socket")
+		return systemdtest.Subject{Manager: m, Restart: func(*testing.T) { m.Restart() }, HostUnit: "dbus.socket"}
 	})
 }
 

@@ -1,11 +1,11 @@
 package systemdtest
 
 import (
-	"errors"
-	"strings"
 	"context"
+	"errors"
 	"maps"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -33,6 +33,9 @@ type Subject struct {
 	// once the new manager is ready: what a host sees when its manager or
 	// its bus restarts.
 	Restart func(t *testing.T)
+	// HostUnit names a unit the host has of its own, outside the units
+	// directory.
+	HostUnit string
 }
 
 // Run runs the UnitManager contract. Every subtest calls newSubject once
@@ -62,6 +65,11 @@ func Run(t *testing.T, newSubject func(t *testing.T) Subject) {
 			tc.run(t, ctx, newSubject(t).Manager)
 		})
 	}
+	t.Run("HostUnit", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(t.Context(), 2*Timeout)
+		defer cancel()
+		testHostUnit(t, ctx, newSubject(t))
+	})
 	t.Run("ManagerRestart", func(t *testing.T) {
 		ctx, cancel := context.WithTimeout(t.Context(), 2*Timeout)
 		defer cancel()
@@ -473,4 +481,21 @@ func duplicate(batch []string) string {
 		seen[n] = true
 	}
 	return ""
+}
+
+// testHostUnit: the host's own unit is reported with where it is defined;
+// fleet's own units and unknown names are not.
+func testHostUnit(t *testing.T, ctx context.Context, s Subject) {
+	m := s.Manager
+	if path, err := m.HostUnit(ctx, s.HostUnit); err != nil || path == "" {
+		t.Errorf("HostUnit(%s) = %q, %v; want where the host defines it", s.HostUnit, path, err)
+	}
+	const ours = "contract-ours.service"
+	install(t, ctx, m, ours, SleepUnit)
+	if path, err := m.HostUnit(ctx, ours); err != nil || path != "" {
+		t.Errorf("HostUnit(%s), a unit fleet wrote and linked = %q, %v; want \"\"", ours, path, err)
+	}
+	if path, err := m.HostUnit(ctx, "contract-nowhere.service"); err != nil || path != "" {
+		t.Errorf("HostUnit of an unknown unit = %q, %v; want \"\"", path, err)
+	}
 }

@@ -197,3 +197,72 @@ func TestCleanLeaveAtDefaultTTL(t *testing.T) {
 		t.Errorf("moved after %s: the engine waited for the lease or the grace", moved)
 	}
 }
+
+// TestHostUnitsAreNotTakenOver: a unit named like one a host has of its
+// own is refused there (the host's unit untouched) and placed on a host
+// that has no such unit; where every host has it, the unit says why it
+// cannot be placed. An alias of a host unit is refused the same way.
+func TestHostUnitsAreNotTakenOver(t *testing.T) {
+	c := cluster.New(t, cluster.Options{Hosts: 2})
+	c.WaitMachines(2)
+	h0, h1 := c.Hosts[0], c.Hosts[1]
+	// hostonly.service is host 0's own unit, in its user configuration.
+	own := filepath.Join(h0.SD.RuntimeDir(), "config", "systemd", "user")
+	if err := os.MkdirAll(own, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ownFile := filepath.Join(own, "hostonly.service")
+	ownContent := "[Service]\nExecStart=/bin/sleep 3600\n# host 0's own\n"
+	if err := os.WriteFile(ownFile, []byte(ownContent), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// Host 1 carries a unit, so the least-loaded choice for hostonly.service
+	// is host 0, which must refuse it.
+	start(t, h0, map[string]string{"ballast.service": sleeper + "\n[X-Fleet]\nMachineMetadata=host=1\n"})
+	dir := t.TempDir()
+	unpinned := writeUnit(t, dir, "hostonly.service", sleeper)
+	if r := h0.Fleetctl("start", "--no-block", unpinned); r.Exit != 0 {
+		t.Fatalf("start hostonly.service: exit %d\n%s", r.Exit, r.Stderr)
+	}
+	cluster.Eventually(t, 60*time.Second, "hostonly.service running on host 1, the host without its own", func() bool {
+		return h1.Units("hostonly.service")["hostonly.service"].ActiveState == "active"
+	})
+	if st := h0.Units("hostonly.service")["hostonly.service"]; st.ActiveState == "active" {
+		t.Errorf("host 0's own hostonly.service was started: %+v", st)
+	}
+	view := c.Registry().FollowCluster(t.Context())
+	cluster.Eventually(t, 10*time.Second, "host 0's refusal of hostonly.service in the store", func() bool {
+		snap, ok := view.Snapshot()
+		return ok && strings.Contains(snap.Refused["hostonly.service"][h0.MachineID].Reason, ownFile)
+	})
+	if b, err := os.ReadFile(ownFile); err != nil || string(b) != ownContent {
+		t.Errorf("host 0's own unit file changed: %q %v", b, err)
+	}
+
+	// gpg-agent.socket is every host's own (the distribution's user unit):
+	// nowhere to go, and the reason says so.
+	startNoBlock := func(name, content string) {
+		if r := h0.Fleetctl("start", "--no-block", writeUnit(t, dir, name, content)); r.Exit != 0 {
+			t.Fatalf("start %s: exit %d\n%s", name, r.Exit, r.Stderr)
+		}
+	}
+	startNoBlock("gpg-agent.socket", "[Socket]\nListenStream=%t/fleet-hijack\n")
+	startNoBlock("harmless.service", sleeper+"\n[Install]\nAlias=gpg-agent.service\n")
+	for _, n := range []string{"gpg-agent.socket", "harmless.service"} {
+		cluster.Eventually(t, 60*time.Second, n+" refused by every host, with the reason", func() bool {
+			r := h0.Fleetctl("list-unit-files", "--no-legend", "--fields", "unit,reason")
+			for _, line := range strings.Split(r.Stdout, "\n") {
+				if strings.HasPrefix(line, n) && strings.Contains(line, "a unit of this host") {
+					return true
+				}
+			}
+			return false
+		})
+	}
+	for _, h := range c.Hosts {
+		link := filepath.Join(h.SD.RuntimeDir(), "systemd", "user", "gpg-agent.socket")
+		if _, err := os.Lstat(link); err == nil {
+			t.Errorf("host %d: fleet linked over the host's gpg-agent.socket", h.Index)
+		}
+	}
+}
