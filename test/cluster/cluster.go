@@ -70,8 +70,8 @@ type Host struct {
 	MachineID string
 	IP        string // label published as the machine's public IP
 	Dir       string
-	Socket    string // API unix socket
-	Endpoint  string // unix:///.../fleet.sock for fleetctl
+	Socket    string          // API unix socket
+	Endpoint  string          // unix:///.../fleet.sock for fleetctl
 	SD        *launch.Manager // replaced by RestartSystemd
 	Proxy     *Proxy
 	env       []string

@@ -1,9 +1,9 @@
 package e2e
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
-	"encoding/json"
 	"strings"
 	"syscall"
 	"testing"
