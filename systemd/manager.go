@@ -290,9 +290,11 @@ const (
 func unstick(ctx context.Context, conn *dbus.Conn) error {
 	obj := conn.Object(sdService, sdPath)
 	const ping = "org.freedesktop.DBus.Peer.Ping"
-	if err := obj.CallWithContext(ctx, ping, dbus.FlagNoReplyExpected).Err; err != nil {
-		return err
-	}
+	// The throwaway Ping expects its reply but does not wait long for it:
+	// godbus can block forever on a no-reply call whose connection closes.
+	tctx, cancel := context.WithTimeout(ctx, unstickWait)
+	_ = obj.CallWithContext(tctx, ping, 0).Err
+	cancel()
 	var err error
 	for range unstickAttempts {
 		pctx, cancel := context.WithTimeout(ctx, unstickWait)
