@@ -146,7 +146,10 @@ func (p *Presence) Run(ctx context.Context) error {
 				p.set(0, fmt.Errorf("%w: %v", ErrNotRegistered, err))
 				p.log.Error("refusing to register", "err", err)
 			} else {
-				p.set(0, nil)
+				// Say why, so that the API's 503 names the cause (an
+				// unreachable store, a certificate it refuses, bad
+				// credentials).
+				p.set(0, fmt.Errorf("%w: %v", ErrNotRegistered, err))
 				p.log.Warn("registering machine failed; retrying", "err", err, "in", d)
 			}
 			retry.Sleep(ctx, d)
