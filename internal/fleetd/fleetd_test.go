@@ -430,7 +430,7 @@ func TestActivatedSocketAloneWhileUnregistered(t *testing.T) {
 		var e api.ErrorResponse
 		if code != http.StatusServiceUnavailable || json.Unmarshal([]byte(body), &e) != nil ||
 			e.Error.Code != http.StatusServiceUnavailable ||
-			e.Error.Message != "fleet server unable to communicate with etcd: this machine is not registered in the cluster" {
+			!strings.HasPrefix(e.Error.Message, "fleet server unable to communicate with etcd: this machine is not registered in the cluster: ") {
 			t.Errorf("GET %s = %d %s, want 503 with the error envelope", path, code, body)
 		}
 	}
