@@ -20,8 +20,10 @@ type File struct {
 // Parse reads unit file text (see the package doc for the syntax). Errors:
 // ErrEmpty for blank text, ErrNoOptions for text without any option
 // (such as text without a section header), ErrLineTooLong, a
-// syntax error, or a value that would read back differently once
-// serialized (a value ending in a backslash).
+// syntax error, an option name that is not UTF-8 (go-systemd would
+// replace its bytes, so the unit stored would not be the one written), or
+// a value that would read back differently once serialized (a value
+// ending in a backslash).
 func Parse(text string) (*File, error) {
 	if strings.TrimSpace(text) == "" {
 		return nil, ErrEmpty
@@ -29,9 +31,12 @@ func Parse(text string) (*File, error) {
 	if err := checkLineLength(text); err != nil {
 		return nil, err
 	}
-	opts, rewrote, err := lexOptions(text)
+	opts, badName, err := lexOptions(text)
 	if err != nil {
 		return nil, fmt.Errorf("parse unit file: %w", err)
+	}
+	if badName != "" {
+		return nil, fmt.Errorf("parse unit file: option name %s is not valid UTF-8", quoteClipped(strings.TrimSpace(badName)))
 	}
 	if len(opts) == 0 {
 		return nil, ErrNoOptions
@@ -41,15 +46,7 @@ func Parse(text string) (*File, error) {
 			return nil, fmt.Errorf("parse unit file: value of %s in [%s] ends in a backslash", o.Name, o.Section)
 		}
 	}
-	f := &File{Options: opts}
-	if rewrote {
-		// Replacement characters lengthen names; make sure the canonical
-		// form still reads back.
-		if err := checkRoundTrip(opts); err != nil {
-			return nil, err
-		}
-	}
-	return f, nil
+	return &File{Options: opts}, nil
 }
 
 // FromOptions builds a File from options given one by one (as the HTTP
@@ -195,4 +192,15 @@ func (f *File) Values(section, name string) []string {
 		}
 	}
 	return vals
+}
+
+// quoteClipped quotes s, or its first 64 bytes followed by "..." when it
+// is longer, for error messages about hostile input.
+func quoteClipped(s string) string {
+	const max = 64
+	if len(s) <= max {
+		return fmt.Sprintf("%q", s)
+	}
+	q := fmt.Sprintf("%q", s[:max])
+	return q[:len(q)-1] + `..."`
 }
