@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -471,4 +472,27 @@ func BenchmarkParse(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestSerializeManySections checks the grouping used beyond fewSections
+// sections against go-systemd, with sections interleaved.
+func TestSerializeManySections(t *testing.T) {
+	var opts []Option
+	for i := range 300 {
+		opts = append(opts, Option{Section: "S" + strconv.Itoa(i%37), Name: "N" + strconv.Itoa(i), Value: strconv.Itoa(i)})
+	}
+	f, err := FromOptions(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := f.Serialize(), goSystemdSerialize(t, opts); got != want {
+		t.Fatalf("Serialize differs from go-systemd:\n%s\n---\n%s", got, want)
+	}
+	if got := serializedSize(opts); got != len(f.Serialize()) {
+		t.Fatalf("serializedSize = %d, want %d", got, len(f.Serialize()))
+	}
+	again, err := Parse(f.Serialize())
+	if err != nil || !slices.Equal(again.Options, grouped(opts)) {
+		t.Fatalf("Parse(Serialize) = %v, %v", again, err)
+	}
 }
