@@ -74,9 +74,9 @@ func (s *server) unitStatus(w http.ResponseWriter, r *http.Request) {
 }
 
 // unitJournal serves GET /units/<name>/journal: a stream that may last as
-// long as the client follows it. The server's read and write timeouts are
-// for requests, not for streams: the read deadline is lifted, and the
-// write deadline moves with every chunk written (see streamWriter).
+// long as the client follows it. The server's write timeout is for
+// answers, not for streams: the write deadline moves with every chunk
+// written (see streamWriter).
 func (s *server) unitJournal(w http.ResponseWriter, r *http.Request) {
 	name, ok := pathName(w, r)
 	if !ok {
@@ -97,12 +97,11 @@ func (s *server) unitJournal(w http.ResponseWriter, r *http.Request) {
 // take before the client is given up on.
 const StreamWriteTimeout = time.Minute
 
-// streamWriter writes a long stream under the server's deadlines: no read
-// deadline (the request is read; a read deadline would end the request's
-// context), and a write deadline of StreamWriteTimeout from each write or
-// flush, so that a client that stops reading is dropped but one that
-// waits for lines is not. Writers without deadlines (tests) are written to
-// as they are.
+// streamWriter writes a long stream under the server's deadlines: a write
+// deadline of StreamWriteTimeout from each write or flush, so that a
+// client that stops reading is dropped but one that waits for lines is
+// not, and no read deadline (the request is read). Writers without
+// deadlines (tests) are written to as they are.
 type streamWriter struct {
 	http.ResponseWriter
 	rc *http.ResponseController
