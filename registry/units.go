@@ -388,7 +388,8 @@ func (r *Etcd) CreateUnitIf(ctx context.Context, u unit.Unit, check func(stored 
 }
 
 // setMachineMetadata writes ops in one transaction that also requires
-// every machine they name to be registered.
+// every machine they name to be registered. A key changed twice takes the
+// last change.
 func (r *Etcd) setMachineMetadata(ctx context.Context, ops []unit.MetadataChange) error {
 	var machines []string
 	for _, op := range ops {
@@ -402,9 +403,19 @@ func (r *Etcd) setMachineMetadata(ctx context.Context, ops []unit.MetadataChange
 		conds = append(conds, clientv3.Compare(clientv3.CreateRevision(r.keys.machine(id)), ">", 0))
 		reads = append(reads, clientv3.OpGet(r.keys.machine(id), clientv3.WithKeysOnly()))
 	}
+	// A key changed twice takes the last change, as if the changes were
+	// applied in order (etcd refuses a transaction writing a key twice).
 	puts := make([]clientv3.Op, 0, len(ops))
+	at := make(map[string]int, len(ops))
 	for _, op := range ops {
-		puts = append(puts, clientv3.OpPut(r.keys.metadataKey(op.MachineID, op.Key), op.Value))
+		key := r.keys.metadataKey(op.MachineID, op.Key)
+		put := clientv3.OpPut(key, op.Value)
+		if i, seen := at[key]; seen {
+			puts[i] = put
+			continue
+		}
+		at[key] = len(puts)
+		puts = append(puts, put)
 	}
 	tr, err := r.cli.Txn(ctx).If(conds...).Then(puts...).Else(reads...).Commit()
 	if err != nil {

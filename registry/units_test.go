@@ -156,8 +156,9 @@ func TestSetMachineMetadataNeedsRegisteredMachines(t *testing.T) {
 	if len(ms) != 1 || len(ms[0].Metadata) != 0 {
 		t.Fatalf("machines after a refused change: %+v, want m1 without metadata", ms)
 	}
-	if err := r.SetMachineMetadata(ctx, []unit.MetadataChange{{MachineID: "m1", Key: "rack", Value: "r1"}}); err != nil {
-		t.Fatal(err)
+	if err := r.SetMachineMetadata(ctx, []unit.MetadataChange{{MachineID: "m1", Key: "rack", Value: "r0"},
+		{MachineID: "m1", Key: "rack", Value: "r1"}}); err != nil {
+		t.Fatalf("two changes of one key: %v", err)
 	}
 	if ms, err = r.Machines(ctx); err != nil || ms[0].Metadata["rack"] != "r1" {
 		t.Fatalf("machines after a change: %+v, %v", ms, err)
