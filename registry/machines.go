@@ -201,7 +201,9 @@ func machineFromRecord(rec machineRecord, dyn map[string]string) unit.Machine {
 	return unit.Machine{ID: rec.ID, PublicIP: rec.PublicIP, Metadata: md, Version: rec.Version, APIURL: rec.APIURL}
 }
 
-// SetMachineMetadata applies all changes in one transaction. A removal is
+// SetMachineMetadata applies all changes in one transaction, if every
+// machine they name is registered (live); otherwise it changes nothing and
+// returns a not-found error naming the first missing machine. A removal is
 // stored as an empty value so that it also hides metadata from the
 // machine's configuration, as in fleet.
 func (r *Etcd) SetMachineMetadata(ctx context.Context, ops []unit.MetadataChange) error {
@@ -211,14 +213,7 @@ func (r *Etcd) SetMachineMetadata(ctx context.Context, ops []unit.MetadataChange
 	if len(ops) > maxTxnOps {
 		return fmt.Errorf("too many metadata changes in one request: %d (max %d)", len(ops), maxTxnOps)
 	}
-	txn := make([]clientv3.Op, 0, len(ops))
-	for _, op := range ops {
-		txn = append(txn, clientv3.OpPut(r.keys.metadataKey(op.MachineID, op.Key), op.Value))
-	}
-	if _, err := r.cli.Txn(ctx).Then(txn...).Commit(); err != nil {
-		return storeErr("store machine metadata", err)
-	}
-	return nil
+	return r.setMachineMetadata(ctx, ops)
 }
 
 // PublishState writes one unit state on the machine lease.

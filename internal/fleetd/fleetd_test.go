@@ -216,7 +216,7 @@ func httpClient(network, addr string) *http.Client {
 
 func get(t *testing.T, c *http.Client, path string) (int, string) {
 	t.Helper()
-	resp, err := c.Get("http://fleet" + path)
+	resp, err := c.Get("http://localhost" + path)
 	if err != nil {
 		t.Fatalf("GET %s: %v", path, err)
 	}
@@ -418,7 +418,7 @@ func TestActivatedSocketAloneWhileUnregistered(t *testing.T) {
 	var code int
 	var body string
 	cluster.Eventually(t, time.Minute, "fleetd serving the activated socket", func() bool {
-		resp, err := c.Get("http://fleet/health")
+		resp, err := c.Get("http://localhost/health")
 		if err != nil {
 			return false
 		}
