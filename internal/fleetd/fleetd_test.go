@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/fleet-next/fleet/api"
+	"github.com/fleet-next/fleet/internal/testenv"
 	"github.com/fleet-next/fleet/registry/registrytest"
 	"github.com/fleet-next/fleet/systemd/launch"
 	"github.com/fleet-next/fleet/test/cluster"
@@ -274,6 +275,7 @@ func machineMetadata(t *testing.T, c *api.Client) map[string]string {
 // through the API, SIGHUP applies metadata and verbosity, and SIGTERM sends
 // STOPPING=1.
 func TestActivatedFleetd(t *testing.T) {
+	testenv.RequireSystemd(t) // fleetd drives a private systemd --user
 	begin := time.Now()
 	etcd := registrytest.StartEtcd(t)
 	dir := shortDir(t)
@@ -399,6 +401,7 @@ func TestActivatedFleetd(t *testing.T) {
 // API answer 503 with the error envelope, /metrics answers, and READY=1 is
 // never sent.
 func TestActivatedSocketAloneWhileUnregistered(t *testing.T) {
+	testenv.RequireSystemd(t) // fleetd drives a private systemd --user
 	dead, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

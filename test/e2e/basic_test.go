@@ -38,7 +38,7 @@ func systemdState(t *testing.T, h *cluster.Host, name string) (load, active, sub
 }
 
 func TestStartListStopDestroy(t *testing.T) {
-	c := cluster.New(t, cluster.Options{Hosts: 1})
+	c := newCluster(t, cluster.Options{Hosts: 1})
 	h := c.Hosts[0]
 	dir := t.TempDir()
 	unitPath := filepath.Join(dir, "hello.service")
@@ -87,7 +87,7 @@ func TestStartListStopDestroy(t *testing.T) {
 }
 
 func TestBadInputStoresNothing(t *testing.T) {
-	c := cluster.New(t, cluster.Options{Hosts: 1})
+	c := newCluster(t, cluster.Options{Hosts: 1})
 	h := c.Hosts[0]
 	dir := t.TempDir()
 	bad := filepath.Join(dir, "bad.service")

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fleet-next/fleet/internal/testenv"
 	"github.com/fleet-next/fleet/test/cluster"
 )
 
@@ -22,6 +23,7 @@ import (
 // the endpoint, runs a unit, and on SIGINT leaves no process, cgroup or
 // directory behind.
 func TestDevModeRunsAndCleansUp(t *testing.T) {
+	testenv.RequireSystemd(t) // fleetd --dev starts its own systemd --user
 	bins := cluster.Binaries(t)
 	cmd := exec.Command(filepath.Join(bins, "fleetd"), "--dev")
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH")} // no XDG_RUNTIME_DIR: no manager reachable, so its own

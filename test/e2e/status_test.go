@@ -35,7 +35,7 @@ func mainPID(t *testing.T, h *cluster.Host, name string) uint32 {
 // TestStatusThroughAnotherMachine asks host 0 about a unit running on
 // host 1: host 0 forwards to host 1's fleetd, which reads its own systemd.
 func TestStatusThroughAnotherMachine(t *testing.T) {
-	c := cluster.New(t, cluster.Options{Hosts: 2})
+	c := newCluster(t, cluster.Options{Hosts: 2})
 	h0, h1 := c.Hosts[0], c.Hosts[1]
 	unitPath := filepath.Join(t.TempDir(), "hello.service")
 	content := helloUnit + "\n[X-Fleet]\nMachineID=" + h1.MachineID + "\n"
