@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"sort"
 	"strings"
 	"time"
 
@@ -223,7 +222,7 @@ func planRound(in Input, c unit.Cluster, budget int) (map[string]map[string]unit
 	live := make(map[string]*machineState, len(c.Machines))
 	order := make([]*machineState, 0, len(c.Machines)) // live, by machine ID
 	byLoad := make(loadHeap, 0, len(c.Machines))
-	for _, id := range sortedKeys(c.Machines) {
+	for _, id := range slices.Sorted(maps.Keys(c.Machines)) {
 		ms := &machineState{m: c.Machines[id], units: map[string]*candidate{}, special: map[string]*candidate{},
 			byLoad: &byLoad, idx: len(byLoad)}
 		live[id] = ms
@@ -262,7 +261,7 @@ func planRound(in Input, c unit.Cluster, budget int) (map[string]map[string]unit
 	// that follow (MachineOf) a global unit, directly or through other
 	// followers, are checked once the global units are placed.
 	keepValid := func(cd *candidate) {
-		for _, mid := range sortedKeys(c.Placements[cd.u.Name]) {
+		for _, mid := range slices.Sorted(maps.Keys(c.Placements[cd.u.Name])) {
 			if held[mid] {
 				keepHeld(cd.u.Name, c.Placements[cd.u.Name][mid], cd)
 				break
@@ -346,7 +345,7 @@ func planRound(in Input, c unit.Cluster, budget int) (map[string]map[string]unit
 		if len(cd.reqs.Replaces) == 0 {
 			continue
 		}
-		for _, other := range sortedKeys(best.units) {
+		for _, other := range slices.Sorted(maps.Keys(best.units)) {
 			oc := best.units[other]
 			if other == name || !cd.reqs.ReplacesUnit(other) || oc.reqs.ReplacesUnit(name) {
 				continue
@@ -455,7 +454,7 @@ func peerClosure(cd *candidate, byName map[string]*candidate) []string {
 			queue = append(queue, p.reqs.MachineOf...)
 		}
 	}
-	return sortedKeys(seen)
+	return slices.Sorted(maps.Keys(seen))
 }
 
 // followersOfGlobals names the non-global units with a MachineOf peer that
@@ -589,7 +588,7 @@ func pickMachine(cd *candidate, live map[string]*machineState, order []*machineS
 		for _, s := range conflicting {
 			names[strings.TrimSuffix(s, " on every candidate machine")] = true
 		}
-		return nil, fmt.Sprintf(reasonConflicts, strings.Join(sortedKeys(names), ", "))
+		return nil, fmt.Sprintf(reasonConflicts, strings.Join(slices.Sorted(maps.Keys(names)), ", "))
 	}
 	return nil, reasonNoCandidate
 }
@@ -612,15 +611,15 @@ func leastLoaded(order []*machineState, ok func(*machineState) bool) *machineSta
 // diff turns the desired schedule into changes against the current one.
 func diff(c unit.Cluster, desired map[string]map[string]unit.Placement, reasons map[string]string) []Change {
 	var out []Change
-	for _, name := range sortedKeys(c.Placements) {
-		for _, mid := range sortedKeys(c.Placements[name]) {
+	for _, name := range slices.Sorted(maps.Keys(c.Placements)) {
+		for _, mid := range slices.Sorted(maps.Keys(c.Placements[name])) {
 			if _, keep := desired[name][mid]; !keep {
 				out = append(out, Change{Kind: Unplace, Placement: c.Placements[name][mid]})
 			}
 		}
 	}
-	for _, name := range sortedKeys(desired) {
-		for _, mid := range sortedKeys(desired[name]) {
+	for _, name := range slices.Sorted(maps.Keys(desired)) {
+		for _, mid := range slices.Sorted(maps.Keys(desired[name])) {
 			p := desired[name][mid]
 			old, had := c.Placements[name][mid]
 			switch {
@@ -631,12 +630,12 @@ func diff(c unit.Cluster, desired map[string]map[string]unit.Placement, reasons 
 			}
 		}
 	}
-	for _, name := range sortedKeys(reasons) {
+	for _, name := range slices.Sorted(maps.Keys(reasons)) {
 		if c.Reasons[name] != reasons[name] {
 			out = append(out, Change{Kind: SetReason, Unit: name, Reason: reasons[name]})
 		}
 	}
-	for _, name := range sortedKeys(c.Reasons) {
+	for _, name := range slices.Sorted(maps.Keys(c.Reasons)) {
 		if _, still := reasons[name]; !still {
 			out = append(out, Change{Kind: ClearReason, Unit: name})
 		}
@@ -646,19 +645,10 @@ func diff(c unit.Cluster, desired map[string]map[string]unit.Placement, reasons 
 
 func formatMetadata(md map[string][]string) string {
 	var parts []string
-	for _, k := range sortedKeys(md) {
+	for _, k := range slices.Sorted(maps.Keys(md)) {
 		for _, v := range md[k] {
 			parts = append(parts, k+"="+v)
 		}
 	}
 	return strings.Join(parts, ",")
-}
-
-func sortedKeys[M ~map[string]V, V any](m M) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
