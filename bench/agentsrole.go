@@ -15,6 +15,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/fleet-next/fleet/agent"
+	"github.com/fleet-next/fleet/internal/pause"
 	"github.com/fleet-next/fleet/registry"
 	"github.com/fleet-next/fleet/systemd/systemdfake"
 	"github.com/fleet-next/fleet/unit"
@@ -191,7 +192,7 @@ func (s *simAgent) keepRegistered(ctx context.Context) {
 		if err != nil {
 			if ctx.Err() == nil {
 				s.log.Warn("registering machine failed; retrying", "machine", s.id, "err", err)
-				sleepCtx(ctx, time.Second)
+				_ = pause.For(ctx, time.Second) // the loop ends with ctx
 			}
 			continue
 		}
@@ -255,13 +256,4 @@ func (s *simAgent) PublishState(ctx context.Context, st unit.State) error {
 // DeleteState implements agent.StatePublisher.
 func (s *simAgent) DeleteState(ctx context.Context, name string) error {
 	return s.reg.DeleteState(ctx, name, s.id)
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
-	}
 }

@@ -12,6 +12,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
 
+	"github.com/fleet-next/fleet/internal/pause"
 	"github.com/fleet-next/fleet/unit"
 )
 
@@ -95,7 +96,7 @@ func (v *ClusterView) run(ctx context.Context) {
 		resp, err := v.r.cli.Get(ctx, from, clientv3.WithRange(end))
 		if err != nil {
 			v.r.log.Warn("reading cluster failed; retrying", "err", err)
-			sleepCtx(ctx, time.Second)
+			_ = pause.For(ctx, time.Second) // the loop ends with ctx
 			continue
 		}
 		v.reset(resp.Kvs, resp.Header.Revision)

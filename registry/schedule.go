@@ -12,6 +12,7 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/fleet-next/fleet/internal/pause"
 	"github.com/fleet-next/fleet/unit"
 )
 
@@ -30,7 +31,7 @@ func (r *Etcd) WatchSchedule(ctx context.Context, machineID string) <-chan map[s
 			cur, rev, err := r.readSchedule(ctx, prefix, machineID)
 			if err != nil {
 				r.log.Warn("reading machine schedule failed; retrying", "err", err)
-				sleepCtx(ctx, time.Second)
+				_ = pause.For(ctx, time.Second) // the loop ends with ctx
 				continue
 			}
 			sendLatest(out, maps.Clone(cur))
@@ -115,14 +116,5 @@ func sendLatest[T any](ch chan T, v T) {
 		case <-ch:
 		default:
 		}
-	}
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
 	}
 }
