@@ -58,11 +58,7 @@ func runAgentsChild(ctx context.Context, args []string, stdin io.Reader, stdout 
 	first := fs.Int("first", 0, "index of the first machine")
 	ttl := fs.Duration("ttl", 30*time.Second, "agent_ttl: machine lease TTL")
 	perConn := fs.Int("per-conn", 1, "agents sharing one etcd connection")
-	profile := fs.String("cpuprofile", "", "write a CPU profile to this file")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	stopProfile, err := startCPUProfile(*profile)
+	stopProfile, err := parseWithProfile(fs, args)
 	if err != nil {
 		return err
 	}

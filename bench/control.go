@@ -292,6 +292,24 @@ func (r *controlRun) waitLaunched(ctx context.Context, n int, limit time.Duratio
 	}
 }
 
+// afterLaunch waits (up to 10 minutes) until n more units are launched
+// than at snapshot a, then takes a snapshot and fetches when each unit
+// was published launched.
+func (r *controlRun) afterLaunch(ctx context.Context, a snapshot, n int) (snapshot, map[string]time.Time, error) {
+	if err := r.waitLaunched(ctx, a.agents.Launched+n, 10*time.Minute); err != nil {
+		return snapshot{}, nil, err
+	}
+	b, err := r.snap(ctx)
+	if err != nil {
+		return snapshot{}, nil, err
+	}
+	launched, err := r.launchTimes(ctx)
+	if err != nil {
+		return snapshot{}, nil, err
+	}
+	return b, launched, nil
+}
+
 // launchTimes fetches when each unit was published launched.
 func (r *controlRun) launchTimes(ctx context.Context) (map[string]time.Time, error) {
 	var rep agentsReport
@@ -318,10 +336,7 @@ func (r *controlRun) burst(ctx context.Context) (burstResult, error) {
 		return res, err
 	}
 	res.Submit = time.Since(start)
-	if err := r.waitLaunched(ctx, a.agents.Launched+len(names), 10*time.Minute); err != nil {
-		return res, err
-	}
-	b, err := r.snap(ctx)
+	b, launched, err := r.afterLaunch(ctx, a, len(names))
 	if err != nil {
 		return res, err
 	}
@@ -329,10 +344,6 @@ func (r *controlRun) burst(ctx context.Context) (burstResult, error) {
 	res.Placements = b.engineRep.Placements - a.engineRep.Placements
 	if span := b.engineRep.LastPlace.Sub(start); span > 0 {
 		res.PlaceRate = float64(res.Placements) / span.Seconds()
-	}
-	launched, err := r.launchTimes(ctx)
-	if err != nil {
-		return res, err
 	}
 	lat := make([]time.Duration, 0, len(names))
 	for i, n := range names {
@@ -444,18 +455,11 @@ func (r *controlRun) backlog(ctx context.Context) (backlogResult, error) {
 	if err := resume(); err != nil {
 		return res, err
 	}
-	if err := r.waitLaunched(ctx, a.agents.Launched+len(names), 10*time.Minute); err != nil {
-		return res, err
-	}
-	b, err := r.snap(ctx)
+	b, launched, err := r.afterLaunch(ctx, a, len(names))
 	if err != nil {
 		return res, err
 	}
 	res.Window = between(a, b)
-	launched, err := r.launchTimes(ctx)
-	if err != nil {
-		return res, err
-	}
 	var last time.Time
 	for _, n := range names {
 		if t := launched[n]; t.After(last) {

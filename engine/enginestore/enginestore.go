@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/fleet-next/fleet/engine"
+	"github.com/fleet-next/fleet/internal/pause"
 	"github.com/fleet-next/fleet/registry"
 )
 
@@ -28,12 +29,8 @@ var _ engine.Store = Store{}
 func (s Store) Campaign(ctx context.Context, id string) (engine.Leader, error) {
 	lease := s.Leases.Lease()
 	for lease == 0 {
-		t := time.NewTimer(100 * time.Millisecond)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return nil, ctx.Err()
-		case <-t.C:
+		if err := pause.For(ctx, 100*time.Millisecond); err != nil {
+			return nil, err
 		}
 		lease = s.Leases.Lease()
 	}

@@ -1,7 +1,6 @@
 package fleetd_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -14,7 +13,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -34,7 +32,7 @@ type fleetd struct {
 	dir    string
 	cmd    *exec.Cmd
 	done   chan struct{} // closed when the process has exited
-	log    *syncBuffer
+	log    *cluster.SyncBuffer
 	notify chan string // sd_notify datagrams, in order
 }
 
@@ -92,7 +90,7 @@ func startFleetd(t *testing.T, dir string, o fleetdOptions) *fleetd {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = nc.Close() })
-	f := &fleetd{t: t, dir: dir, done: make(chan struct{}), log: &syncBuffer{}, notify: make(chan string, 1024)}
+	f := &fleetd{t: t, dir: dir, done: make(chan struct{}), log: &cluster.SyncBuffer{}, notify: make(chan string, 1024)}
 	go func() {
 		buf := make([]byte, 4096)
 		for {
@@ -187,23 +185,6 @@ func (f *fleetd) stop() {
 	if code := f.cmd.ProcessState.ExitCode(); code != 0 {
 		f.t.Errorf("fleetd exit code %d, want 0", code)
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // httpClient dials network/addr whatever the URL's host.
