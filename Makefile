@@ -22,6 +22,12 @@ run: build
 test: vet
 	$(GO) test -count=1 -timeout 20m $(PKGS)
 
+# The quick tier: unit, property and registry tests on embedded etcd, without
+# root, a real systemd or the end-to-end harness (internal/testenv skips those
+# under -short). Under a minute on a warm build cache.
+test-short:
+	$(GO) test -short -count=1 $(PKGS)
+
 vet:
 	$(GO) vet $(PKGS)
 

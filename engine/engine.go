@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/fleet-next/fleet/internal/pause"
 	"github.com/fleet-next/fleet/internal/retry"
 	"github.com/fleet-next/fleet/unit"
 )
@@ -136,7 +137,7 @@ func (e *Engine) Run(ctx context.Context) error {
 			}
 			d := backoff.NextBackOff()
 			e.log.Warn("engine election failed; retrying", "err", err, "in", d)
-			retry.Sleep(ctx, d)
+			_ = pause.For(ctx, d)
 			continue
 		}
 		backoff.Reset()
@@ -189,7 +190,7 @@ func (e *Engine) lead(ctx context.Context, leader Leader) error {
 			}
 			return errors.New("leadership session ended")
 		case <-view.Changed():
-			retry.Sleep(lctx, e.cfg.Debounce) // let a burst of changes land together
+			_ = pause.For(lctx, e.cfg.Debounce) // let a burst of changes land together
 		case <-tick.C:
 			// Plan is a function of the view and, through the loss grace,
 			// of the time: with nothing changed and no machine absent,
@@ -223,7 +224,7 @@ func (e *Engine) lead(ctx context.Context, leader Leader) error {
 			// backoff.
 			d := writeRetry.NextBackOff()
 			e.log.Warn("writing the schedule failed; retrying", "err", err, "in", d)
-			retry.Sleep(lctx, d)
+			_ = pause.For(lctx, d)
 			continue
 		}
 		writeRetry.Reset()

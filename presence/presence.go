@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/fleet-next/fleet/internal/pause"
 	"github.com/fleet-next/fleet/internal/retry"
 	"github.com/fleet-next/fleet/registry"
 	"github.com/fleet-next/fleet/unit"
@@ -152,7 +153,7 @@ func (p *Presence) Run(ctx context.Context) error {
 				p.set(0, fmt.Errorf("%w: %v", ErrNotRegistered, err))
 				p.log.Warn("registering machine failed; retrying", "err", err, "in", d)
 			}
-			retry.Sleep(ctx, d)
+			_ = pause.For(ctx, d)
 			continue
 		}
 		backoff.Reset()

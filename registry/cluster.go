@@ -13,6 +13,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
 
+	"github.com/fleet-next/fleet/internal/pause"
 	"github.com/fleet-next/fleet/internal/retry"
 	"github.com/fleet-next/fleet/unit"
 )
@@ -115,7 +116,7 @@ func (v *ClusterView) run(ctx context.Context) {
 		if err != nil {
 			d := backoff.NextBackOff()
 			v.r.log.Warn("reading cluster failed; retrying", "err", err, "in", d)
-			retry.Sleep(ctx, d)
+			_ = pause.For(ctx, d)
 			continue
 		}
 		backoff.Reset()

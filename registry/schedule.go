@@ -12,6 +12,7 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/fleet-next/fleet/internal/pause"
 	"github.com/fleet-next/fleet/internal/retry"
 	"github.com/fleet-next/fleet/unit"
 )
@@ -33,7 +34,7 @@ func (r *Etcd) WatchSchedule(ctx context.Context, machineID string) <-chan map[s
 			if err != nil {
 				d := backoff.NextBackOff()
 				r.log.Warn("reading machine schedule failed; retrying", "err", err, "in", d)
-				retry.Sleep(ctx, d)
+				_ = pause.For(ctx, d)
 				continue
 			}
 			backoff.Reset()

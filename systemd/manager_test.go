@@ -15,6 +15,7 @@ import (
 	"github.com/godbus/dbus/v5"
 
 	"github.com/fleet-next/fleet/agent"
+	"github.com/fleet-next/fleet/internal/testenv"
 	"github.com/fleet-next/fleet/systemd"
 	"github.com/fleet-next/fleet/systemd/launch"
 	"github.com/fleet-next/fleet/systemd/systemdtest"
@@ -25,17 +26,10 @@ var _ agent.UnitManager = (*systemd.Manager)(nil)
 
 const testTimeout = 60 * time.Second
 
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("a private systemd --user manager needs root (mount namespace, cgroups)")
-	}
-}
-
 // startHost starts a private manager for the test and stops it at cleanup.
 func startHost(t *testing.T) *launch.Manager {
 	t.Helper()
-	requireRoot(t)
+	testenv.RequireSystemd(t)
 	ctx, cancel := context.WithTimeout(t.Context(), testTimeout)
 	defer cancel()
 	lm, err := launch.Start(ctx, launch.Options{})
@@ -104,7 +98,7 @@ type restartableHost struct {
 
 func startRestartableHost(t *testing.T) *restartableHost {
 	t.Helper()
-	requireRoot(t)
+	testenv.RequireSystemd(t)
 	dir, err := os.MkdirTemp("", "sdr-")
 	if err != nil {
 		t.Fatal(err)
@@ -276,7 +270,6 @@ func TestUnitFileNames(t *testing.T) {
 }
 
 func TestWriteUnitFileLeavesOnlyTheFile(t *testing.T) {
-	requireRoot(t)
 	lm := startHost(t)
 	dir := filepath.Join(t.TempDir(), "a", "units")
 	m := connect(t, systemd.Config{UnitsDir: dir, PrivateSocket: lm.PrivateSocket()})
@@ -442,9 +435,7 @@ func TestNewFailsWithoutManager(t *testing.T) {
 // 200 run (one MainPID lookup each). Idle units dominate: systemd loads and
 // unloads each of them again on every call.
 func BenchmarkStates(b *testing.B) {
-	if os.Geteuid() != 0 {
-		b.Skip("a private systemd --user manager needs root (mount namespace, cgroups)")
-	}
+	testenv.RequireSystemd(b)
 	ctx := b.Context()
 	lm, err := launch.Start(ctx, launch.Options{})
 	if err != nil {

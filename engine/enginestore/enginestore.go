@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/fleet-next/fleet/engine"
-	"github.com/fleet-next/fleet/internal/retry"
+	"github.com/fleet-next/fleet/internal/pause"
 	"github.com/fleet-next/fleet/registry"
 )
 
@@ -31,7 +31,7 @@ var _ engine.Store = Store{}
 func (s Store) Campaign(ctx context.Context, id string) (engine.Leader, error) {
 	lease := s.Leases.Lease()
 	for lease == 0 {
-		if !retry.Sleep(ctx, 100*time.Millisecond) {
+		if pause.For(ctx, 100*time.Millisecond) != nil {
 			return nil, ctx.Err()
 		}
 		lease = s.Leases.Lease()

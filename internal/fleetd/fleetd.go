@@ -443,13 +443,5 @@ func detectPublicIP() string {
 }
 
 func logConfig(log *slog.Logger, c Config, machineID string) {
-	log.Info("effective configuration",
-		"machine_id", machineID, "etcd_servers", strings.Join(c.EtcdServers, ","), "etcd_key_prefix", c.EtcdKeyPrefix,
-		"etcd_cafile", c.EtcdCAFile, "etcd_certfile", c.EtcdCertFile, "etcd_keyfile", c.EtcdKeyFile,
-		"etcd_username", c.EtcdUsername, "etcd_request_timeout", c.EtcdRequestTimeout,
-		"public_ip", c.PublicIP, "metadata", c.Metadata, "agent_ttl", c.AgentTTL,
-		"engine_reconcile_interval", c.EngineReconcile, "units_directory", c.UnitsDirectory,
-		"systemd_user", c.SystemdUser, "token_limit", c.TokenLimit, "disable_engine", c.DisableEngine,
-		"verbosity", c.Verbosity, "api_listen", strings.Join(c.APIListen, ","), "data_dir", c.DataDir,
-		"shutdown_purge", c.ShutdownPurge)
+	log.Info("effective configuration", c.logAttrs(machineID)...)
 }

@@ -1,11 +1,10 @@
 // Package retry is the one retry policy of fleetd: jittered exponential
 // backoff (github.com/cenkalti/backoff), so that a thousand hosts that
-// failed together after an outage do not retry in lockstep, and a
-// context-aware sleep.
+// failed together after an outage do not retry in lockstep. Waiting is
+// internal/pause's.
 package retry
 
 import (
-	"context"
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
@@ -23,17 +22,5 @@ func Backoff(initial, max time.Duration) *backoff.ExponentialBackOff {
 		RandomizationFactor: Jitter,
 		Multiplier:          2,
 		MaxInterval:         max,
-	}
-}
-
-// Sleep waits for d or until ctx ends; it reports whether the whole d passed.
-func Sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
 	}
 }

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/tls"
 	"os"
@@ -11,11 +10,11 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/fleet-next/fleet/internal/testenv"
 	"github.com/fleet-next/fleet/systemd/launch"
 	"github.com/fleet-next/fleet/test/cluster"
 )
@@ -23,7 +22,7 @@ import (
 // devRun is one `fleetd --dev` process started by a test.
 type devRun struct {
 	cmd      *exec.Cmd
-	logs     *syncBuffer
+	logs     *cluster.SyncBuffer
 	exited   chan error // receives Wait's result once
 	endpoint string     // from the banner
 	dataDir  string
@@ -41,6 +40,7 @@ var (
 // to the test, cleanup stops it and removes what it made, by PID and path.
 func startDev(t *testing.T) *devRun {
 	t.Helper()
+	testenv.RequireSystemd(t) // fleetd --dev starts its own systemd --user
 	bins := cluster.Binaries(t)
 	cmd := exec.Command(filepath.Join(bins, "fleetd"), "--dev")
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH")} // no XDG_RUNTIME_DIR: no manager reachable, so its own
@@ -48,7 +48,7 @@ func startDev(t *testing.T) *devRun {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := &devRun{cmd: cmd, logs: &syncBuffer{}, exited: make(chan error, 1)}
+	d := &devRun{cmd: cmd, logs: &cluster.SyncBuffer{}, exited: make(chan error, 1)}
 	cmd.Stderr = d.logs
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
@@ -195,23 +195,6 @@ func TestDevModeKilledDebrisClearedByNextStart(t *testing.T) {
 			t.Errorf("%s of the killed run still there after the next start (stat err %v)", p, err)
 		}
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex // guards b
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func moduleRoot(t *testing.T) string {

@@ -47,7 +47,7 @@ func listedStates(t *testing.T, h *cluster.Host) map[string]map[string]string {
 // TestBadUnitBesideGoodUnit: a unit systemd refuses does not stall its
 // host; its reason reaches list-units and status; fixing it clears it.
 func TestBadUnitBesideGoodUnit(t *testing.T) {
-	c := cluster.New(t, cluster.Options{Hosts: 1})
+	c := newCluster(t, cluster.Options{Hosts: 1})
 	h := c.Hosts[0]
 	dir := t.TempDir()
 	bad := writeUnit(t, dir, "bad.service", badSetting)
@@ -55,7 +55,7 @@ func TestBadUnitBesideGoodUnit(t *testing.T) {
 		t.Fatalf("start --no-block bad.service: exit %d\n%s", r.Exit, r.Stderr)
 	}
 	start(t, h, map[string]string{"good.service": sleeper})
-	if _, active, _ := systemdState(t, h, "good.service"); active != "active" {
+	if active := h.Units("good.service")["good.service"].ActiveState; active != "active" {
 		t.Fatalf("good.service beside a bad unit: %s, want active", active)
 	}
 	var row map[string]string
@@ -89,7 +89,7 @@ func TestBadUnitBesideGoodUnit(t *testing.T) {
 // means than the API (which refuses them) and that this systemd cannot
 // handle never stop the host from applying the rest.
 func TestStoredUnitsTheHostCannotHandle(t *testing.T) {
-	c := cluster.New(t, cluster.Options{Hosts: 1})
+	c := newCluster(t, cluster.Options{Hosts: 1})
 	h := c.Hosts[0]
 	c.WaitMachines(1)
 	reg := c.Registry()
@@ -106,7 +106,7 @@ func TestStoredUnitsTheHostCannotHandle(t *testing.T) {
 		}
 	}
 	start(t, h, map[string]string{"good.service": sleeper})
-	if _, active, _ := systemdState(t, h, "good.service"); active != "active" {
+	if active := h.Units("good.service")["good.service"].ActiveState; active != "active" {
 		t.Fatalf("good.service: %s, want active", active)
 	}
 	// Destroying them works too, and the host still applies changes.
@@ -122,7 +122,7 @@ func TestStoredUnitsTheHostCannotHandle(t *testing.T) {
 // units die with it); fleetd reconnects, starts the units of its schedule
 // again, starts new ones, and list-units tells the truth.
 func TestSystemdManagerRestart(t *testing.T) {
-	c := cluster.New(t, cluster.Options{Hosts: 1})
+	c := newCluster(t, cluster.Options{Hosts: 1})
 	h := c.Hosts[0]
 	start(t, h, map[string]string{"a.service": sleeper, "b.service": sleeper})
 	h.RestartSystemd()
@@ -152,7 +152,7 @@ func TestSystemdManagerRestart(t *testing.T) {
 // TestSystemdUnreachableIsUnhealthy: while the manager is gone, /health
 // says so (503) and fleetd keeps running; it recovers when systemd is back.
 func TestSystemdUnreachableIsUnhealthy(t *testing.T) {
-	c := cluster.New(t, cluster.Options{Hosts: 1})
+	c := newCluster(t, cluster.Options{Hosts: 1})
 	h := c.Hosts[0]
 	start(t, h, map[string]string{"a.service": sleeper})
 	h.StopSystemd()
@@ -172,7 +172,7 @@ func TestSystemdUnreachableIsUnhealthy(t *testing.T) {
 // once.
 func TestCleanLeaveAtDefaultTTL(t *testing.T) {
 	ttl := 30 * time.Second
-	c := cluster.New(t, cluster.Options{Hosts: 2, AgentTTL: ttl})
+	c := newCluster(t, cluster.Options{Hosts: 2, AgentTTL: ttl})
 	c.WaitMachines(2)
 	start(t, c.Hosts[0], map[string]string{"mover.service": sleeper})
 	before := waitRunning(t, c, 30*time.Second, "mover.service")["mover.service"]
@@ -203,7 +203,7 @@ func TestCleanLeaveAtDefaultTTL(t *testing.T) {
 // that has no such unit; where every host has it, the unit says why it
 // cannot be placed. An alias of a host unit is refused the same way.
 func TestHostUnitsAreNotTakenOver(t *testing.T) {
-	c := cluster.New(t, cluster.Options{Hosts: 2})
+	c := newCluster(t, cluster.Options{Hosts: 2})
 	c.WaitMachines(2)
 	h0, h1 := c.Hosts[0], c.Hosts[1]
 	// hostonly.service is host 0's own unit, in its user configuration.
