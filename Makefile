@@ -22,15 +22,24 @@ run: build
 test: vet
 	$(GO) test -count=1 -timeout 20m $(PKGS)
 
+# The quick tier: unit, property and registry tests on embedded etcd, without
+# root, a real systemd or the end-to-end harness (internal/testenv skips those
+# under -short). Under a minute on a warm build cache.
+test-short:
+	$(GO) test -short -count=1 $(PKGS)
+
 vet:
 	$(GO) vet $(PKGS)
 
-# Run each fuzzer for a while; new interesting inputs land in testdata/fuzz.
+# Run each fuzzer for a while; new interesting inputs land in the Go build
+# cache (failing ones in testdata/fuzz). FuzzHandler drives the whole API
+# handler on an embedded etcd.
 FUZZTIME ?= 30s
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./unit
 	$(GO) test -run '^$$' -fuzz '^FuzzValidateName$$' -fuzztime $(FUZZTIME) ./unit
 	$(GO) test -run '^$$' -fuzz '^FuzzRequirements$$' -fuzztime $(FUZZTIME) ./unit
+	$(GO) test -run '^$$' -fuzz '^FuzzHandler$$' -fuzztime $(FUZZTIME) ./api
 
 # The benchmark suite (docs/benchmarks.md): ~10 minutes, needs root and systemd.
 bench:

@@ -3,6 +3,7 @@ package agent
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -10,6 +11,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
+	"github.com/fleet-next/fleet/internal/retry"
 	"github.com/fleet-next/fleet/unit"
 )
 
@@ -22,6 +25,9 @@ type Schedule interface {
 type StatePublisher interface {
 	PublishState(ctx context.Context, s unit.State) error
 	DeleteState(ctx context.Context, name string) error
+	// PublishRefusal records that this machine refuses version h of unit
+	// name, and why, so that the engine places it elsewhere.
+	PublishRefusal(ctx context.Context, name string, h unit.Hash, reason string) error
 }
 
 // Config configures an Agent.
@@ -30,10 +36,13 @@ type Config struct {
 	// ResyncInterval is the slow level-triggered pass that re-reads systemd
 	// and re-applies the plan even without events.
 	ResyncInterval time.Duration
-	// RetryInterval is how soon a failed apply or publish is retried.
-	RetryInterval time.Duration
-	Logger        *slog.Logger
-	Now           func() time.Time
+	// RetryInitial and RetryMax bound the jittered exponential backoff of
+	// retries: of one unit whose action failed (each unit backs off on its
+	// own) and of a host-wide step that failed (reading systemd, a
+	// daemon-reload, publishing, reconnecting to systemd).
+	RetryInitial, RetryMax time.Duration
+	Logger                 *slog.Logger
+	Now                    func() time.Time
 	// Metrics receives measurements; nil records none.
 	Metrics Metrics
 }
@@ -60,6 +69,10 @@ func (noMetrics) Applied(ActionKind, error)     {}
 func (noMetrics) Published(error)               {}
 func (noMetrics) Units(map[unit.FleetState]int) {}
 
+// ErrSystemdUnavailable is what Healthy reports while the agent cannot
+// reach systemd.
+var ErrSystemdUnavailable = errors.New("systemd is unreachable")
+
 // Agent makes this host's systemd run what the engine scheduled here and
 // publishes what systemd reports.
 type Agent struct {
@@ -70,12 +83,16 @@ type Agent struct {
 	log   *slog.Logger
 
 	republish chan struct{}
+	connected chan struct{} // closed once systemd first answered
+	connOnce  sync.Once
 
 	mu        sync.Mutex            // guards the fields below
 	launched  map[string]bool       // units this agent started (or adopted running)
 	published map[string]unit.State // last state published per unit
 	desired   map[string]unit.Placement
 	haveSched bool
+	failures  map[string]*failure // units whose last action failed
+	health    error               // nil while systemd answers
 	// files is the units directory as last read, kept current by the
 	// agent's own writes (it is the directory's only writer), so that
 	// publishing after a systemd event needs no directory read; nil until
@@ -83,13 +100,26 @@ type Agent struct {
 	files map[string]unit.Hash
 }
 
+// failure is a unit whose action failed: it is retried with its own
+// backoff, and its reason is published with its state, until an attempt
+// succeeds or its placement changes (a new file or desired state).
+type failure struct {
+	placement unit.Placement // what failed to be applied (Content unused)
+	reason    string
+	backoff   *backoff.ExponentialBackOff
+	next      time.Time // not retried before
+}
+
 // New returns an agent; Run starts it.
 func New(sched Schedule, pub StatePublisher, sd UnitManager, cfg Config) *Agent {
 	if cfg.ResyncInterval <= 0 {
 		cfg.ResyncInterval = 30 * time.Second
 	}
-	if cfg.RetryInterval <= 0 {
-		cfg.RetryInterval = time.Second
+	if cfg.RetryInitial <= 0 {
+		cfg.RetryInitial = time.Second
+	}
+	if cfg.RetryMax <= 0 {
+		cfg.RetryMax = 5 * time.Minute
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -101,8 +131,9 @@ func New(sched Schedule, pub StatePublisher, sd UnitManager, cfg Config) *Agent 
 		cfg.Metrics = noMetrics{}
 	}
 	return &Agent{cfg: cfg, sched: sched, pub: pub, sd: sd, log: cfg.Logger,
-		republish: make(chan struct{}, 1),
-		launched:  map[string]bool{}, published: map[string]unit.State{}}
+		republish: make(chan struct{}, 1), connected: make(chan struct{}),
+		launched: map[string]bool{}, published: map[string]unit.State{}, failures: map[string]*failure{},
+		health: fmt.Errorf("%w: not connected yet", ErrSystemdUnavailable)}
 }
 
 // Republish asks the agent to publish every state again (after the machine
@@ -114,17 +145,86 @@ func (a *Agent) Republish() {
 	}
 }
 
-// Run reconciles until ctx ends. Losing the store never stops a unit: the
-// agent keeps the last schedule it saw until a new one arrives.
-func (a *Agent) Run(ctx context.Context) error {
-	events, err := a.sd.Watch(ctx)
-	if err != nil {
-		return fmt.Errorf("watch systemd: %w", err)
+// Healthy is nil while the agent reaches systemd; otherwise it says why not
+// (matching ErrSystemdUnavailable).
+func (a *Agent) Healthy() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.health
+}
+
+func (a *Agent) setHealth(err error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if err != nil && a.health == nil {
+		a.log.Warn("systemd unreachable; reconnecting", "err", err)
 	}
+	if err == nil && a.health != nil {
+		a.log.Info("systemd reachable")
+	}
+	a.health = err
+	if err == nil {
+		a.connOnce.Do(func() { close(a.connected) })
+	}
+}
+
+// Connected is closed once the agent first reached systemd and applied
+// its schedule there.
+func (a *Agent) Connected() <-chan struct{} { return a.connected }
+
+// unavailable reports whether err says systemd cannot be reached (an error
+// in its chain has Unavailable() true).
+func unavailable(err error) bool {
+	var u interface{ Unavailable() bool }
+	return errors.As(err, &u) && u.Unavailable()
+}
+
+// Run reconciles until ctx ends; it returns nil then, and an error only if
+// its schedule watch ends while ctx has not. Losing the store never stops
+// a unit: the agent keeps the last schedule it saw until a new one
+// arrives. Losing systemd (its manager or the bus restarted) makes the
+// agent reconnect with backoff, then resynchronize in full: what should
+// run and does not is started again; what still runs is left running.
+func (a *Agent) Run(ctx context.Context) error {
 	sched := a.sched.WatchSchedule(ctx, a.cfg.MachineID)
 	resync := time.NewTicker(a.cfg.ResyncInterval)
 	defer resync.Stop()
-	var retry <-chan time.Time
+	hostRetry := retry.Backoff(a.cfg.RetryInitial, min(a.cfg.RetryMax, 30*time.Second))
+	var (
+		events      <-chan []string // nil while disconnected from systemd
+		stopWatch   context.CancelFunc
+		connect     = time.After(0) // non-nil while disconnected
+		retryTimer  *time.Timer
+		retryC      <-chan time.Time
+		lastRetryAt time.Time
+	)
+	defer func() {
+		if stopWatch != nil {
+			stopWatch()
+		}
+		if retryTimer != nil {
+			retryTimer.Stop()
+		}
+	}()
+	disconnect := func(why error) {
+		a.setHealth(fmt.Errorf("%w: %w", ErrSystemdUnavailable, why))
+		if stopWatch != nil {
+			stopWatch()
+		}
+		events, stopWatch = nil, nil
+		connect = time.After(hostRetry.NextBackOff())
+	}
+	// scheduleRetry arms the retry timer for at (zero: none).
+	scheduleRetry := func(at time.Time) {
+		if at.IsZero() || (retryC != nil && !lastRetryAt.IsZero() && !at.Before(lastRetryAt)) {
+			return
+		}
+		if retryTimer != nil {
+			retryTimer.Stop()
+		}
+		retryTimer = time.NewTimer(max(at.Sub(a.cfg.Now()), 0))
+		retryC, lastRetryAt = retryTimer.C, at
+	}
 	for {
 		dirty := false
 		select {
@@ -132,18 +232,49 @@ func (a *Agent) Run(ctx context.Context) error {
 			return nil
 		case s, ok := <-sched:
 			if !ok {
-				return nil
+				if ctx.Err() != nil {
+					return nil
+				}
+				return errors.New("schedule watch ended")
 			}
 			a.mu.Lock()
 			a.desired, a.haveSched = s, true
 			a.mu.Unlock()
 			dirty = true
+		case <-connect:
+			connect = nil
+			wctx, cancel := context.WithCancel(ctx)
+			ev, err := a.sd.Watch(wctx)
+			if err != nil {
+				cancel()
+				if ctx.Err() != nil {
+					return nil
+				}
+				disconnect(err)
+				continue
+			}
+			events, stopWatch = ev, cancel
+			// Whatever the agent knew of systemd is stale: read it all
+			// again and adopt what still runs.
+			a.mu.Lock()
+			clear(a.launched)
+			a.files = nil
+			a.mu.Unlock()
+			dirty = true
 		case names, ok := <-events:
 			if !ok {
-				return nil
+				if ctx.Err() != nil {
+					return nil
+				}
+				disconnect(errors.New("systemd watch connection lost"))
+				continue
 			}
-			if a.refreshStates(ctx, names) != nil {
-				retry = time.After(a.cfg.RetryInterval)
+			if err := a.refreshStates(ctx, names); err != nil && ctx.Err() == nil {
+				if unavailable(err) {
+					disconnect(err)
+				} else {
+					scheduleRetry(a.cfg.Now().Add(hostRetry.NextBackOff()))
+				}
 			}
 			continue
 		case <-a.republish:
@@ -153,41 +284,62 @@ func (a *Agent) Run(ctx context.Context) error {
 			dirty = true
 		case <-resync.C:
 			dirty = true
-		case <-retry:
-			retry = nil
+		case <-retryC:
+			retryC, lastRetryAt = nil, time.Time{}
 			dirty = true
 		}
-		if dirty {
-			if err := a.reconcile(ctx); err != nil {
-				if ctx.Err() != nil {
-					return nil
-				}
-				a.log.Warn("reconcile failed; will retry", "err", err)
-				retry = time.After(a.cfg.RetryInterval)
-			}
+		if !dirty || events == nil {
+			continue
+		}
+		next, err := a.reconcile(ctx)
+		switch {
+		case err == nil:
+			a.setHealth(nil)
+			hostRetry.Reset()
+			scheduleRetry(next)
+		case ctx.Err() != nil:
+			return nil
+		case unavailable(err):
+			disconnect(err)
+		default:
+			a.setHealth(nil) // systemd answered; the failure was something else
+			d := hostRetry.NextBackOff()
+			a.log.Warn("reconcile failed; will retry", "err", err, "in", d)
+			scheduleRetry(a.cfg.Now().Add(d))
 		}
 	}
 }
 
 // reconcile plans against systemd's current state, applies the plan and
-// publishes the resulting states.
-func (a *Agent) reconcile(ctx context.Context) error {
+// publishes the resulting states. A unit whose action fails is skipped for
+// the rest of the plan and retried on its own backoff; the other units go
+// on. It returns when the next unit retry is due (zero if none) and an
+// error only for what concerns the whole host: systemd unreachable, the
+// units directory unreadable, a daemon-reload failed, publishing failed.
+func (a *Agent) reconcile(ctx context.Context) (time.Time, error) {
 	a.mu.Lock()
 	desired, have := maps.Clone(a.desired), a.haveSched
 	a.mu.Unlock()
 	if !have {
-		return nil // never act on an empty view before the first schedule
+		return time.Time{}, nil // never act on an empty view before the first schedule
 	}
 	actual, err := a.actual(ctx, desired)
 	if err != nil {
-		return err
+		return time.Time{}, err
 	}
-	plan := Plan(desired, actual, hasInstall)
+	now := a.cfg.Now()
+	waiting := a.settleFailures(desired, now)
+	full := Plan(desired, actual, hasInstall)
+	if err := a.refuseHostUnits(ctx, Without(full, waiting), actual, desired, now, waiting); err != nil {
+		return time.Time{}, err
+	}
+	plan := Without(full, waiting)
 	a.cfg.Metrics.Planned(plan)
 	if len(plan) > 0 {
 		a.log.Info("applying plan", "actions", planSummary(plan))
 	}
-	applyErr := a.apply(ctx, plan)
+	failed, applyErr := a.apply(ctx, plan)
+	a.recordFailures(plan, failed, desired, now)
 	names := make([]string, 0, len(desired)+len(actual))
 	for n := range desired {
 		names = append(names, n)
@@ -208,13 +360,140 @@ func (a *Agent) reconcile(ctx context.Context) error {
 			files[n], states[n] = act.Hash, act.Systemd
 		}
 		pubErr = a.publishStates(ctx, a.ours(names), files, states)
-	} else {
+	} else if applyErr == nil || !unavailable(applyErr) {
 		pubErr = a.refreshStates(ctx, names)
 	}
-	if applyErr != nil {
-		return applyErr
+	return a.nextRetry(), errors.Join(applyErr, pubErr)
+}
+
+// refuseHostUnits refuses the units of plan new to this host that would
+// replace a unit the host has of its own (same name, or an [Install]
+// Alias= naming it, outside fleet's units directory): linking them would
+// take the host's unit over. A refused unit fails (its reason says why, it
+// is added to skip) and the refusal is published so that the engine
+// places it on another machine. An error is returned only if systemd is
+// unreachable.
+func (a *Agent) refuseHostUnits(ctx context.Context, plan []Action, actual map[string]Actual,
+	desired map[string]unit.Placement, now time.Time, skip map[string]bool) error {
+	for _, act := range plan {
+		if act.Kind != ActWriteFile {
+			continue
+		}
+		if _, onHost := actual[act.Unit]; onHost {
+			continue // fleet's own file already: adopted, not checked again
+		}
+		why, err := a.hostUnitClash(ctx, act.Unit, act.Content)
+		if err != nil {
+			if unavailable(err) {
+				return err
+			}
+			why = fmt.Sprintf("cannot tell whether %s is a unit of this host: %v", act.Unit, err)
+		}
+		if why == "" {
+			continue
+		}
+		skip[act.Unit] = true
+		a.recordFailures(nil, map[string]error{act.Unit: errors.New(why)}, desired, now)
+		p := desired[act.Unit]
+		if err := a.pub.PublishRefusal(ctx, act.Unit, p.Hash, why); err != nil {
+			a.log.Warn("publishing a refusal failed", "unit", act.Unit, "err", err)
+		}
 	}
-	return pubErr
+	return nil
+}
+
+// hostUnitClash says which of the host's own units name (or an alias in
+// its contents) would replace, or "" if none.
+func (a *Agent) hostUnitClash(ctx context.Context, name, content string) (string, error) {
+	names := []string{name}
+	if f, err := unit.Parse(content); err == nil {
+		for _, v := range f.Values("Install", "Alias") {
+			names = append(names, strings.Fields(v)...)
+		}
+	}
+	for _, n := range names {
+		path, err := a.sd.HostUnit(ctx, n)
+		if err != nil {
+			return "", err
+		}
+		if path == "" {
+			continue
+		}
+		if n == name {
+			return fmt.Sprintf("%s is a unit of this host (%s); fleet does not replace it", name, path), nil
+		}
+		return fmt.Sprintf("%s has Alias=%s, a unit of this host (%s); fleet does not replace it", name, n, path), nil
+	}
+	return "", nil
+}
+
+// settleFailures forgets the failures of units whose placement changed
+// (fixed, replaced, destroyed or moved: they are tried at once) and
+// returns the units still waiting for their retry.
+func (a *Agent) settleFailures(desired map[string]unit.Placement, now time.Time) map[string]bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	waiting := map[string]bool{}
+	for n, f := range a.failures {
+		p, ok := desired[n]
+		if !ok || p.Hash != f.placement.Hash || p.Desired != f.placement.Desired {
+			delete(a.failures, n)
+			continue
+		}
+		if now.Before(f.next) {
+			waiting[n] = true
+		}
+	}
+	return waiting
+}
+
+// recordFailures records the units whose action failed in this plan and
+// forgets the failures of units whose actions all succeeded.
+func (a *Agent) recordFailures(plan []Action, failed map[string]error, desired map[string]unit.Placement, now time.Time) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for n, err := range failed {
+		f := a.failures[n]
+		if f == nil {
+			f = &failure{backoff: retry.Backoff(a.cfg.RetryInitial, a.cfg.RetryMax)}
+			a.failures[n] = f
+		}
+		p := desired[n]
+		p.Content = ""
+		f.placement, f.reason = p, err.Error()
+		d := f.backoff.NextBackOff()
+		f.next = now.Add(d)
+		a.log.Warn("unit action failed; retrying later", "unit", n, "err", err, "in", d.Round(time.Millisecond))
+	}
+	for _, act := range plan {
+		if _, bad := failed[act.Unit]; !bad && act.Unit != "" {
+			delete(a.failures, act.Unit)
+		}
+	}
+}
+
+// nextRetry is when the earliest waiting unit is due, or zero.
+func (a *Agent) nextRetry() time.Time {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var next time.Time
+	for _, f := range a.failures {
+		if next.IsZero() || f.next.Before(next) {
+			next = f.next
+		}
+	}
+	return next
+}
+
+// Failures returns the reason of every unit whose last action failed.
+func (a *Agent) Failures() map[string]string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := make(map[string]string, len(a.failures))
+	for n, f := range a.failures {
+		out[n] = f.reason
+	}
+	return out
 }
 
 // actual reads the unit files and systemd's state of them. A unit the
@@ -256,53 +535,77 @@ func (a *Agent) actual(ctx context.Context, desired map[string]unit.Placement) (
 	return out, nil
 }
 
-// apply runs the plan in order and stops at the first error.
-func (a *Agent) apply(ctx context.Context, plan []Action) error {
+// apply runs the plan in order. An action that fails fails its unit: the
+// unit's later actions are skipped and the others go on. It returns the
+// units that failed, and an error that concerns the whole host: systemd
+// unreachable (the rest of the plan is not tried) or a daemon-reload that
+// failed (no unit is started on definitions systemd may not have).
+func (a *Agent) apply(ctx context.Context, plan []Action) (map[string]error, error) {
+	failed := map[string]error{}
+	var reloadErr error
 	for _, act := range plan {
-		var err error
-		switch act.Kind {
-		case ActStop:
-			err = a.sd.Stop(ctx, act.Unit)
-			if err == nil {
-				a.setLaunched(act.Unit, false)
-			}
-		case ActDisable:
-			err = a.sd.Disable(ctx, []string{act.Unit})
-		case ActRemoveFile:
-			err = a.sd.RemoveUnitFile(ctx, act.Unit)
-			if err == nil {
-				a.setFile(act.Unit, nil)
-			} else {
-				a.forgetFiles()
-			}
-		case ActResetFailed:
-			err = a.sd.ResetFailed(ctx, act.Unit)
-		case ActWriteFile:
-			err = a.sd.WriteUnitFile(ctx, act.Unit, act.Content)
-			if err == nil {
-				h := unit.HashOf(act.Content)
-				a.setFile(act.Unit, &h)
-			} else {
-				a.forgetFiles() // unknown now: the next read settles it
-			}
-		case ActLink:
-			err = a.sd.Link(ctx, []string{act.Unit})
-		case ActEnable:
-			err = a.sd.Enable(ctx, []string{act.Unit})
-		case ActReload:
-			err = a.sd.Reload(ctx)
-		case ActStart:
-			err = a.sd.Start(ctx, act.Unit)
-			if err == nil {
-				a.setLaunched(act.Unit, true)
-			}
+		if _, bad := failed[act.Unit]; bad && act.Unit != "" {
+			continue
 		}
+		if act.Kind == ActStart && reloadErr != nil {
+			continue
+		}
+		err := a.do(ctx, act)
 		a.cfg.Metrics.Applied(act.Kind, err)
-		if err != nil {
-			return fmt.Errorf("%s: %w", act, err)
+		switch {
+		case err == nil:
+		case ctx.Err() != nil || unavailable(err):
+			return failed, fmt.Errorf("%s: %w", act, err)
+		case act.Unit == "":
+			reloadErr = fmt.Errorf("%s: %w", act, err)
+		default:
+			failed[act.Unit] = err
 		}
 	}
-	return nil
+	return failed, reloadErr
+}
+
+// do runs one action and keeps the agent's records of files and launches.
+func (a *Agent) do(ctx context.Context, act Action) error {
+	var err error
+	switch act.Kind {
+	case ActStop:
+		err = a.sd.Stop(ctx, act.Unit)
+		if err == nil {
+			a.setLaunched(act.Unit, false)
+		}
+	case ActDisable:
+		err = a.sd.Disable(ctx, []string{act.Unit})
+	case ActRemoveFile:
+		err = a.sd.RemoveUnitFile(ctx, act.Unit)
+		if err == nil {
+			a.setFile(act.Unit, nil)
+		} else {
+			a.forgetFiles()
+		}
+	case ActResetFailed:
+		err = a.sd.ResetFailed(ctx, act.Unit)
+	case ActWriteFile:
+		err = a.sd.WriteUnitFile(ctx, act.Unit, act.Content)
+		if err == nil {
+			h := unit.HashOf(act.Content)
+			a.setFile(act.Unit, &h)
+		} else {
+			a.forgetFiles() // unknown now: the next read settles it
+		}
+	case ActLink:
+		err = a.sd.Link(ctx, []string{act.Unit})
+	case ActEnable:
+		err = a.sd.Enable(ctx, []string{act.Unit})
+	case ActReload:
+		err = a.sd.Reload(ctx)
+	case ActStart:
+		err = a.sd.Start(ctx, act.Unit)
+		if err == nil {
+			a.setLaunched(act.Unit, true)
+		}
+	}
+	return err
 }
 
 // setFile records a write (h) or removal (nil) of a unit file.
@@ -397,6 +700,10 @@ func (a *Agent) publishStates(ctx context.Context, mine []string, files map[stri
 		_, want := a.desired[n]
 		prev, had := a.published[n]
 		launched := a.launched[n]
+		var reason string
+		if f := a.failures[n]; f != nil {
+			reason = f.reason
+		}
 		a.mu.Unlock()
 		if !want && !onDisk {
 			if had {
@@ -412,14 +719,17 @@ func (a *Agent) publishStates(ctx context.Context, mine []string, files map[stri
 			}
 			continue
 		}
-		if !onDisk {
-			continue // not loaded yet; the next reconcile writes it
-		}
 		cur := unit.StateLoaded
-		if launched {
+		switch {
+		case !onDisk && reason == "":
+			continue // not loaded yet; the next reconcile writes it
+		case !onDisk:
+			cur = unit.StateInactive // its file could not be written: say why
+		case launched:
 			cur = unit.StateLaunched
 		}
-		s := unit.State{Name: n, MachineID: a.cfg.MachineID, Hash: h, SystemdState: states[n], Current: cur}
+		s := unit.State{Name: n, MachineID: a.cfg.MachineID, Hash: h, SystemdState: states[n], Current: cur,
+			Reason: reason}
 		if had && sameState(prev, s) {
 			continue
 		}
@@ -449,26 +759,28 @@ func (a *Agent) countUnits() {
 }
 
 // Purge unloads every unit this host has and deletes their states: the
-// host leaves the cluster cleanly (fleet's behaviour on SIGTERM).
+// host leaves the cluster cleanly (fleet's behaviour on SIGTERM). A unit
+// that cannot be unloaded does not keep the others loaded.
 func (a *Agent) Purge(ctx context.Context) error {
 	actual, err := a.actual(ctx, nil)
 	if err != nil {
 		return err
 	}
-	if err := a.apply(ctx, Plan(nil, actual, hasInstall)); err != nil {
-		return err
+	failed, err := a.apply(ctx, Plan(nil, actual, hasInstall))
+	errs := []error{err}
+	for n, err := range failed {
+		errs = append(errs, fmt.Errorf("unload %s: %w", n, err))
 	}
-	var firstErr error
 	for n := range actual {
 		if err := a.pub.DeleteState(ctx, n); err != nil {
-			firstErr = cmp.Or(firstErr, err)
+			errs = append(errs, err)
 		}
 	}
-	return firstErr
+	return errors.Join(errs...)
 }
 
 func sameState(a, b unit.State) bool {
-	return a.Hash == b.Hash && a.SystemdState == b.SystemdState && a.Current == b.Current
+	return a.Hash == b.Hash && a.SystemdState == b.SystemdState && a.Current == b.Current && a.Reason == b.Reason
 }
 
 // hasInstall reports whether unit contents have an [Install] section. It

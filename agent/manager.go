@@ -33,6 +33,11 @@ type UnitManager interface {
 	Stop(ctx context.Context, name string) error
 	// ResetFailed clears a failed state; no error if the unit is not failed or unknown.
 	ResetFailed(ctx context.Context, name string) error
+	// HostUnit returns where the host defines name outside the units
+	// directory (the path of its unit file, or a description such as
+	// "masked"), or "" if only fleet does (or nobody). Fleet never links a
+	// unit over one of the host's own.
+	HostUnit(ctx context.Context, name string) (string, error)
 	// States reports systemd's view of names (LoadState "not-found" for unknown ones).
 	States(ctx context.Context, names []string) (map[string]unit.SystemdState, error)
 	// Watch delivers batches of unit names whose state may have changed,

@@ -173,3 +173,29 @@ func sortedNames[V any](m map[string]V) []string {
 	sort.Strings(out)
 	return out
 }
+
+// Without returns plan without the actions of the units in skip (units
+// waiting for a retry). Its daemon-reload stays only if an action that
+// needs one stays.
+func Without(plan []Action, skip map[string]bool) []Action {
+	if len(skip) == 0 {
+		return plan
+	}
+	out := make([]Action, 0, len(plan))
+	needReload := false
+	for _, a := range plan {
+		if a.Unit != "" && skip[a.Unit] {
+			continue
+		}
+		switch a.Kind {
+		case ActDisable, ActRemoveFile, ActWriteFile, ActLink, ActEnable:
+			needReload = true
+		case ActReload:
+			if !needReload {
+				continue
+			}
+		}
+		out = append(out, a)
+	}
+	return out
+}

@@ -27,12 +27,18 @@ type ClientOptions struct {
 	TLS *tls.Config
 	// Logger receives debug logs of requests; nil discards them.
 	Logger *slog.Logger
+	// Host, when set, is sent as the Host header instead of the
+	// endpoint's host: the remote API's own host:port when the endpoint is
+	// the local end of a tunnel to it. fleetd's TCP listeners refuse Host
+	// names that are not theirs (DNS rebinding).
+	Host string
 }
 
 // Client talks to the fleet HTTP API v1. It is safe for concurrent use.
 type Client struct {
 	endpoint string // as given, for error messages
 	base     url.URL
+	host     string // Host header; "" = the endpoint's
 	http     *http.Client
 	log      *slog.Logger
 }
@@ -91,6 +97,7 @@ func NewClient(endpoint string, opts ClientOptions) (*Client, error) {
 	return &Client{
 		endpoint: endpoint,
 		base:     base,
+		host:     opts.Host,
 		http:     &http.Client{Transport: transport, Timeout: opts.Timeout},
 		log:      log,
 	}, nil
@@ -296,6 +303,9 @@ func (c *Client) do(ctx context.Context, method, p string, q url.Values, body, o
 		req.Header.Set("Content-Type", "application/json")
 	}
 	req.Header.Set("Accept", "application/json")
+	if c.host != "" {
+		req.Host = c.host
+	}
 
 	start := time.Now()
 	resp, err := c.http.Do(req)

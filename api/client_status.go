@@ -46,6 +46,9 @@ func (c *Client) Journal(ctx context.Context, name, machineID string, opts Journ
 		return fmt.Errorf("%s: build request: %w", what, err)
 	}
 	req.Header.Set("Accept", "text/plain")
+	if c.host != "" {
+		req.Host = c.host
+	}
 
 	hc := c.http
 	if opts.Follow {

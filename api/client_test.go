@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -406,4 +407,34 @@ func TestClientErrors(t *testing.T) {
 			t.Errorf("request path = %v", p)
 		}
 	})
+}
+
+// TestClientHostOption sends the Host header ClientOptions names, on API
+// calls and journal streams alike.
+func TestClientHostOption(t *testing.T) {
+	var hosts []string
+	var mu sync.Mutex
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		hosts = append(hosts, r.Host)
+		mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte("{}"))
+	}))
+	defer srv.Close()
+	c, err := api.NewClient(srv.URL, api.ClientOptions{Host: "10.0.0.5:49153"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Units(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Journal(t.Context(), "a.service", "", api.JournalOptions{}, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(hosts) != 2 || hosts[0] != "10.0.0.5:49153" || hosts[1] != "10.0.0.5:49153" {
+		t.Errorf("Host headers %q, want the option's twice", hosts)
+	}
 }

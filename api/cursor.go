@@ -1,6 +1,11 @@
 package api
 
-import "sync"
+import (
+	"context"
+	"math"
+	"net/http"
+	"sync"
+)
 
 // maxCursors bounds the cursor cache; when full it starts afresh.
 const maxCursors = 4096
@@ -38,4 +43,62 @@ func (c *cursors) put(k cursorKey, after string) {
 		clear(c.m)
 	}
 	c.m[k] = after
+}
+
+// lister reads one listing page by page for readPage.
+type lister[T any] struct {
+	// cursor names the listing and its filter; readPage sets the page.
+	cursor cursorKey
+	// keyAt returns the key of the item at 0-based position i, or "" if
+	// there are fewer items.
+	keyAt func(ctx context.Context, i int) (string, error)
+	// read returns at most limit items after the key after ("" = from
+	// the first).
+	read func(ctx context.Context, after string, limit int) ([]T, error)
+	// keyOf is the key of an item, what keyAt and read take.
+	keyOf func(T) string
+}
+
+// readPage reads page tok of a listing: from the cursor the previous page
+// left, else from the key at the page's offset (one keys-only read). It
+// returns the page and the token of the next one: a full page has a
+// successor, possibly empty, as fleet's clients expect.
+func readPage[T any](ctx context.Context, s *server, tok pageToken, l lister[T]) ([]T, string, error) {
+	key := l.cursor
+	key.page = tok.Page
+	after := ""
+	if tok.Page > 1 {
+		var ok bool
+		if after, ok = s.cursors.get(key); !ok {
+			k, err := l.keyAt(ctx, (int(tok.Page)-1)*int(tok.Limit)-1)
+			if err != nil {
+				return nil, "", err
+			}
+			if k == "" {
+				return nil, "", nil // past the end
+			}
+			after = k
+		}
+	}
+	page, err := l.read(ctx, after, int(tok.Limit))
+	if err != nil {
+		return nil, "", err
+	}
+	next := ""
+	if len(page) == int(tok.Limit) && tok.Page < math.MaxUint16 {
+		key.page = tok.Page + 1
+		s.cursors.put(key, l.keyOf(page[len(page)-1]))
+		next = tok.next().encode()
+	}
+	return page, next, nil
+}
+
+// pageToken reads the page a list request asks for, or answers 400.
+func (s *server) pageToken(w http.ResponseWriter, r *http.Request) (pageToken, bool) {
+	tok, err := pageTokenFromQuery(r.URL.Query(), s.limit)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return pageToken{}, false
+	}
+	return tok, true
 }

@@ -1,33 +1,21 @@
 package api
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
 	"net/http"
 	"regexp"
+	"strings"
 
 	"github.com/fleet-next/fleet/unit"
 )
 
-// serveMachines serves GET /machines (one page of live machines sorted by
-// ID) and PATCH /machines (dynamic metadata changes).
-func (s *server) serveMachines(w http.ResponseWriter, r *http.Request) {
-	switch r.Method {
-	case http.MethodGet:
-		s.listMachines(w, r)
-	case http.MethodPatch:
-		s.patchMachines(w, r)
-	default:
-		writeError(w, http.StatusMethodNotAllowed, msgOnlyGetPatch)
-	}
-}
-
+// listMachines serves GET /machines: one page of live machines sorted by
+// ID, cut from one read of all of them.
 func (s *server) listMachines(w http.ResponseWriter, r *http.Request) {
-	tok, err := pageTokenFromQuery(r.URL.Query(), s.limit)
-	if err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
+	tok, ok := s.pageToken(w, r)
+	if !ok {
 		return
 	}
 	all, err := s.reg.Machines(r.Context())
@@ -72,19 +60,22 @@ const (
 
 func (t MetadataOpType) String() string { return string(t) }
 
-// metadataPath matches "/<machineID>/metadata/<key>".
-var metadataPath = regexp.MustCompile(`^/([^/]+)/metadata/([A-Za-z0-9_.-]+)$`)
+// metadataPath matches "/<machineID>/metadata/<key>". A key is 1 to 253
+// letters, digits and _.- and does not start with '.', so that no key
+// reads like a path ("..").
+var metadataPath = regexp.MustCompile(`^/([^/]+)/metadata/([A-Za-z0-9_-][A-Za-z0-9_.-]{0,252})$`)
 
 // MaxMetadataOps bounds the operations of one PATCH: they are applied in a
 // single store transaction, which etcd limits to 128 operations.
 const MaxMetadataOps = 128
 
 // patchMachines validates every operation first, then applies all of them
-// in one atomic registry call.
+// in one atomic registry call, which fails (404) if a machine they name is
+// not registered.
 func (s *server) patchMachines(w http.ResponseWriter, r *http.Request) {
 	var ops []MetadataOp
-	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBodyBytes)).Decode(&ops); err != nil {
-		writeError(w, http.StatusBadRequest, "unable to decode body: "+err.Error())
+	if err := readJSON(w, r, MaxPatchBodyBytes, &ops, nil); err != nil {
+		writeBodyError(w, err)
 		return
 	}
 	if len(ops) > MaxMetadataOps {
@@ -97,7 +88,12 @@ func (s *server) patchMachines(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if len(changes) > 0 {
-		if err := s.reg.SetMachineMetadata(r.Context(), changes); err != nil {
+		err := s.reg.SetMachineMetadata(r.Context(), changes)
+		switch {
+		case isNotFound(err):
+			writeError(w, http.StatusNotFound, err.Error())
+			return
+		case err != nil:
 			s.internalError(w, r, fmt.Errorf("set machine metadata: %w", err))
 			return
 		}
@@ -124,12 +120,19 @@ func metadataChanges(ops []MetadataOp) ([]unit.MetadataChange, error) {
 			if op.Value.Value == "" {
 				return nil, errors.New("invalid value: add and replace require a value")
 			}
+			if i := strings.IndexFunc(op.Value.Value, isControl); i >= 0 {
+				return nil, fmt.Errorf("invalid value of metadata key %s: it holds the control character %q",
+					c.Key, op.Value.Value[i])
+			}
 			c.Value = op.Value.Value
 		}
 		changes = append(changes, c)
 	}
 	return changes, nil
 }
+
+// isControl reports whether r is a C0 control character other than tab.
+func isControl(r rune) bool { return r < 0x20 && r != '\t' }
 
 // machineToAPI converts a machine to its wire form.
 func machineToAPI(m unit.Machine) *Machine {

@@ -23,6 +23,10 @@ type Registry interface {
 	// CreateUnit stores u, replacing any unit of that name (contents and
 	// desired state) in one transaction.
 	CreateUnit(ctx context.Context, u unit.Unit) error
+	// CreateUnitIf is CreateUnit if check accepts every unit stored,
+	// checked and written in one transaction (re-read and re-checked when
+	// another write came between); check's error is returned as it is.
+	CreateUnitIf(ctx context.Context, u unit.Unit, check func(stored []unit.Unit) error) error
 	// SetDesiredState changes the desired state of an existing unit.
 	SetDesiredState(ctx context.Context, name string, s unit.FleetState) error
 	// DestroyUnit removes a unit; registry.ErrNotFound if it does not exist.
@@ -40,6 +44,7 @@ type Registry interface {
 	// Machines returns live machines sorted by ID, metadata merged.
 	Machines(ctx context.Context) ([]unit.Machine, error)
 	// SetMachineMetadata applies dynamic metadata changes atomically: every
-	// op or none. An empty Value deletes the key.
+	// op or none. An empty Value deletes the key. A machine that is not
+	// registered makes it change nothing and return a not-found error.
 	SetMachineMetadata(ctx context.Context, ops []unit.MetadataChange) error
 }

@@ -1,11 +1,13 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"log/slog"
 	"math"
 	"net/http"
+	"path"
 	"strings"
 	"time"
 )
@@ -26,6 +28,11 @@ type Options struct {
 	// Ready reports whether the server can reach the cluster store. While
 	// it returns an error every API request gets 503. Nil means always ready.
 	Ready func() error
+	// Healthy reports whether this fleetd does its work on its host (its
+	// agent reaches systemd). /health answers 503 while either Ready or
+	// Healthy returns an error; other requests need only Ready. Nil means
+	// always healthy.
+	Healthy func() error
 	// Metrics, when set, is served at /metrics, outside the readiness gate.
 	Metrics http.Handler
 
@@ -58,8 +65,8 @@ const (
 	msgUnitStateNotFound = "unit state does not exist"
 )
 
-// maxBodyBytes bounds request bodies.
-const maxBodyBytes = 8 << 20
+// routeOther is the route of requests no route serves (404).
+const routeOther = "other"
 
 // server holds the handler's dependencies. It is immutable after NewHandler.
 type server struct {
@@ -68,8 +75,10 @@ type server struct {
 	limit     uint16
 	log       *slog.Logger
 	ready     func() error
+	healthy   func() error
 	metrics   http.Handler
 	discovery []byte
+	mux       *http.ServeMux
 
 	machineID        string
 	local            LocalUnits
@@ -97,12 +106,13 @@ func NewHandler(reg Registry, opts Options) http.Handler {
 	if forward == nil {
 		forward = newForwardTransport()
 	}
-	return &server{
+	s := &server{
 		reg:       reg,
 		version:   opts.Version,
 		limit:     uint16(limit),
 		log:       log,
 		ready:     opts.Ready,
+		healthy:   opts.Healthy,
 		metrics:   opts.Metrics,
 		discovery: discoveryDocument(),
 		cursors:   newCursors(),
@@ -112,83 +122,159 @@ func NewHandler(reg Registry, opts Options) http.Handler {
 		forwardTransport: forward,
 		stopping:         opts.Stopping,
 	}
+	s.mux = s.routes()
+	return s
 }
 
-// ServeHTTP stamps the Server header, logs the request and dispatches it.
+// route is one resource below a base path: the handler of each method it
+// serves, and the answer to any other method.
+type route struct {
+	path    string // below a base path; {name} is a unit name
+	methods map[string]http.HandlerFunc
+	// otherCode and otherMsg answer methods not in methods: 405, except
+	// for discovery, where fleet answered 400.
+	otherCode int
+	otherMsg  string
+}
+
+// resources lists every resource of the API, once: the mux serves it
+// under each base path, and the pattern that matched is the route
+// Observer sees.
+func (s *server) resources() []route {
+	get := func(h http.HandlerFunc) map[string]http.HandlerFunc {
+		return map[string]http.HandlerFunc{http.MethodGet: h}
+	}
+	return []route{
+		{path: "/units", methods: get(s.listUnits), otherCode: http.StatusMethodNotAllowed, otherMsg: msgOnlyGet},
+		{path: "/units/{name}", methods: map[string]http.HandlerFunc{
+			http.MethodGet: s.getUnit, http.MethodPut: s.putUnit, http.MethodDelete: s.deleteUnit,
+		}, otherCode: http.StatusMethodNotAllowed, otherMsg: msgOnlyGetPutDelete},
+		{path: "/units/{name}/" + subStatus, methods: get(s.unitStatus),
+			otherCode: http.StatusMethodNotAllowed, otherMsg: msgOnlyGet},
+		{path: "/units/{name}/" + subJournal, methods: get(s.unitJournal),
+			otherCode: http.StatusMethodNotAllowed, otherMsg: msgOnlyGet},
+		{path: "/state", methods: get(s.listStates), otherCode: http.StatusMethodNotAllowed, otherMsg: msgOnlyGet},
+		{path: "/state/{name}", methods: get(s.getState), otherCode: http.StatusMethodNotAllowed, otherMsg: msgOnlyGet},
+		{path: "/machines", methods: map[string]http.HandlerFunc{
+			http.MethodGet: s.listMachines, http.MethodPatch: s.patchMachines,
+		}, otherCode: http.StatusMethodNotAllowed, otherMsg: msgOnlyGetPatch},
+		{path: "/discovery", methods: get(s.serveDiscovery), otherCode: http.StatusBadRequest, otherMsg: msgOnlyGet},
+	}
+}
+
+// routes builds the mux: the resources under every base path, "/" and
+// the bare base paths (405), /health and /metrics outside the readiness
+// gate, and 404 for everything else.
+func (s *server) routes() *http.ServeMux {
+	mux := http.NewServeMux()
+	handle := func(pattern string, h http.Handler) { mux.Handle(pattern, routed(h)) }
+	methodNotAllowed := func(w http.ResponseWriter, _ *http.Request) {
+		writeError(w, http.StatusMethodNotAllowed, "")
+	}
+	for _, base := range basePaths {
+		for _, rt := range s.resources() {
+			handle(base+rt.path, s.gated(rt.serve))
+		}
+		handle(base, s.gated(methodNotAllowed))
+	}
+	handle("/{$}", s.gated(methodNotAllowed))
+	handle("/health", http.HandlerFunc(s.serveHealth))
+	if s.metrics != nil {
+		handle("/metrics", s.metrics)
+	}
+	mux.Handle("/", s.gated(notFound)) // no route: "other"
+	return mux
+}
+
+// routed records the pattern that matched as the request's route ("/"
+// for the root, whose pattern is "/{$}").
+func routed(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if rec, ok := w.(*statusRecorder); ok {
+			rec.route = strings.TrimSuffix(r.Pattern, "{$}")
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// serve dispatches a request on the route to the handler of its method.
+func (rt route) serve(w http.ResponseWriter, r *http.Request) {
+	if h, ok := rt.methods[r.Method]; ok {
+		h(w, r)
+		return
+	}
+	writeError(w, rt.otherCode, rt.otherMsg)
+}
+
+func notFound(w http.ResponseWriter, _ *http.Request) { writeError(w, http.StatusNotFound, "") }
+
+// gated answers 503 instead of h while the store is unreachable.
+func (s *server) gated(h http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := s.checkReady(); err != nil {
+			writeError(w, http.StatusServiceUnavailable, msgUnavailable+": "+err.Error())
+			return
+		}
+		h(w, r)
+	})
+}
+
+// Observer is told about every request an API handler answered: its
+// method, its route (the pattern that matched, such as
+// "/fleet/v1/units/{name}", or "other" when none did), the status code
+// and how long it took (for a streamed journal, the whole stream).
+type Observer func(method, route string, code int, elapsed time.Duration)
+
+type observerKey struct{}
+
+// WithObserver returns h, a handler made by NewHandler, reporting every
+// request it answers to observe. It records nothing itself: the handler
+// has the one status recorder and knows the route.
+func WithObserver(h http.Handler, observe Observer) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), observerKey{}, observe)))
+	})
+}
+
+// ServeHTTP stamps the Server header, routes the request and logs and
+// reports it. Paths that are not in canonical form (". ..", "//") are no
+// route: 404, where a plain ServeMux would redirect.
 func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Server", "fleetd/"+s.version)
 	rec := &statusRecorder{ResponseWriter: w}
 	start := time.Now()
-	s.dispatch(rec, r)
+	if isCanonicalPath(r.URL.Path) {
+		s.mux.ServeHTTP(rec, r)
+	} else {
+		s.gated(notFound).ServeHTTP(rec, r)
+	}
+	route := rec.route
+	if route == "" {
+		route = routeOther
+	}
+	elapsed := time.Since(start)
 	s.log.LogAttrs(r.Context(), slog.LevelDebug, "api request",
 		slog.String("method", r.Method),
 		slog.String("path", r.URL.Path),
+		slog.String("route", route),
 		slog.Int("status", rec.statusCode()),
-		slog.Duration("duration", time.Since(start)))
+		slog.Duration("duration", elapsed))
+	if observe, ok := r.Context().Value(observerKey{}).(Observer); ok {
+		observe(r.Method, route, rec.statusCode(), elapsed)
+	}
 }
 
-func (s *server) dispatch(w http.ResponseWriter, r *http.Request) {
-	path := r.URL.Path
-	switch path {
-	case "/health":
-		s.serveHealth(w)
-		return
-	case "/metrics":
-		if s.metrics != nil {
-			s.metrics.ServeHTTP(w, r)
-			return
-		}
+// isCanonicalPath reports whether p is an absolute path without empty,
+// "." or ".." segments (a trailing slash is allowed).
+func isCanonicalPath(p string) bool {
+	if !strings.HasPrefix(p, "/") {
+		return false
 	}
-	if err := s.checkReady(); err != nil {
-		writeError(w, http.StatusServiceUnavailable, msgUnavailable+": "+err.Error())
-		return
+	clean := path.Clean(p)
+	if strings.HasSuffix(p, "/") && clean != "/" {
+		clean += "/"
 	}
-	if path == "/" {
-		writeError(w, http.StatusMethodNotAllowed, "")
-		return
-	}
-	for _, base := range basePaths {
-		if path == base {
-			writeError(w, http.StatusMethodNotAllowed, "")
-			return
-		}
-		if rest, ok := strings.CutPrefix(path, base+"/"); ok {
-			s.serveResource(w, r, rest)
-			return
-		}
-	}
-	writeError(w, http.StatusNotFound, "")
-}
-
-// serveResource routes rest, the path below a base path: "<resource>" for
-// a collection or "<resource>/<item>" for a single item.
-func (s *server) serveResource(w http.ResponseWriter, r *http.Request, rest string) {
-	resource, item, isItem := strings.Cut(rest, "/")
-	if name, sub, ok := strings.Cut(item, "/"); resource == "units" && ok && name != "" &&
-		(sub == subStatus || sub == subJournal) {
-		s.serveUnitMachine(w, r, name, sub)
-		return
-	}
-	if isItem && (item == "" || strings.Contains(item, "/")) {
-		writeError(w, http.StatusNotFound, "")
-		return
-	}
-	switch {
-	case resource == "units" && !isItem:
-		s.serveUnits(w, r)
-	case resource == "units":
-		s.serveUnit(w, r, item)
-	case resource == "state" && !isItem:
-		s.serveStates(w, r)
-	case resource == "state":
-		s.serveState(w, r, item)
-	case resource == "machines" && !isItem:
-		s.serveMachines(w, r)
-	case resource == "discovery" && !isItem:
-		s.serveDiscovery(w, r)
-	default:
-		writeError(w, http.StatusNotFound, "")
-	}
+	return clean == p
 }
 
 func (s *server) checkReady() error {
@@ -198,20 +284,22 @@ func (s *server) checkReady() error {
 	return s.ready()
 }
 
-func (s *server) serveHealth(w http.ResponseWriter) {
+func (s *server) serveHealth(w http.ResponseWriter, _ *http.Request) {
 	if err := s.checkReady(); err != nil {
 		writeError(w, http.StatusServiceUnavailable, msgUnavailable+": "+err.Error())
 		return
+	}
+	if s.healthy != nil {
+		if err := s.healthy(); err != nil {
+			writeError(w, http.StatusServiceUnavailable, "fleetd unhealthy: "+err.Error())
+			return
+		}
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 }
 
 // serveDiscovery serves the discovery document describing the API.
-func (s *server) serveDiscovery(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodGet {
-		writeError(w, http.StatusBadRequest, msgOnlyGet)
-		return
-	}
+func (s *server) serveDiscovery(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(s.discovery) // a failed write means the client is gone
@@ -251,10 +339,13 @@ func writeError(w http.ResponseWriter, code int, msg string) {
 	writeJSON(w, code, ErrorResponse{Error: Error{Code: code, Message: msg}})
 }
 
-// statusRecorder remembers the status code written through it.
+// statusRecorder remembers the status code written through it and the
+// route that served the request. It is the only recorder of a request:
+// logs and Observer read it.
 type statusRecorder struct {
 	http.ResponseWriter
-	code int
+	code  int
+	route string // the mux pattern that matched; "" if none
 }
 
 func (r *statusRecorder) WriteHeader(code int) {
@@ -269,6 +360,15 @@ func (r *statusRecorder) Write(b []byte) (int, error) {
 		r.code = http.StatusOK
 	}
 	return r.ResponseWriter.Write(b)
+}
+
+// Flush sends buffered data to the client, so streamed responses stay
+// streamed.
+func (r *statusRecorder) Flush() {
+	if r.code == 0 {
+		r.code = http.StatusOK
+	}
+	_ = http.NewResponseController(r.ResponseWriter).Flush() // unsupported only by writers that cannot stream
 }
 
 // Unwrap lets http.ResponseController reach the underlying writer.

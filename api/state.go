@@ -3,27 +3,31 @@ package api
 import (
 	"context"
 	"fmt"
-	"math"
 	"net/http"
 
 	"github.com/fleet-next/fleet/unit"
 )
 
-// serveStates serves GET /state: one page of machine reports sorted by unit
+// listStates serves GET /state: one page of machine reports sorted by unit
 // then machine, filtered by the exact-match query parameters machineID and
 // unitName.
-func (s *server) serveStates(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodGet {
-		writeError(w, http.StatusMethodNotAllowed, msgOnlyGet)
+func (s *server) listStates(w http.ResponseWriter, r *http.Request) {
+	tok, ok := s.pageToken(w, r)
+	if !ok {
 		return
 	}
 	q := r.URL.Query()
-	tok, err := pageTokenFromQuery(q, s.limit)
-	if err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
-		return
-	}
-	page, next, err := s.statesPage(r.Context(), q.Get("unitName"), q.Get("machineID"), tok)
+	unitName, machineID := q.Get("unitName"), q.Get("machineID")
+	page, next, err := readPage(r.Context(), s, tok, lister[unit.State]{
+		cursor: cursorKey{list: "states", filter: unitName + "\x00" + machineID},
+		keyAt: func(ctx context.Context, i int) (string, error) {
+			return s.reg.StateKeyAt(ctx, unitName, machineID, i)
+		},
+		read: func(ctx context.Context, after string, limit int) ([]unit.State, error) {
+			return s.reg.StatesPage(ctx, unitName, machineID, after, limit)
+		},
+		keyOf: func(st unit.State) string { return st.Name + "/" + st.MachineID },
+	})
 	if err != nil {
 		s.internalError(w, r, fmt.Errorf("list unit states: %w", err))
 		return
@@ -38,43 +42,10 @@ func (s *server) serveStates(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, resp)
 }
 
-// statesPage reads page tok of the states listing: from the cursor the
-// previous page left, or else from the key at the page's offset. A full
-// page has a successor (possibly empty, as in fleet).
-func (s *server) statesPage(ctx context.Context, unitName, machineID string, tok pageToken) ([]unit.State, string, error) {
-	key := cursorKey{list: "states", filter: unitName + "\x00" + machineID, page: tok.Page}
-	after := ""
-	if tok.Page > 1 {
-		var ok bool
-		if after, ok = s.cursors.get(key); !ok {
-			k, err := s.reg.StateKeyAt(ctx, unitName, machineID, (int(tok.Page)-1)*int(tok.Limit)-1)
-			if err != nil {
-				return nil, "", err
-			}
-			if k == "" {
-				return nil, "", nil // past the end
-			}
-			after = k
-		}
-	}
-	page, err := s.reg.StatesPage(ctx, unitName, machineID, after, int(tok.Limit))
-	if err != nil {
-		return nil, "", err
-	}
-	next := ""
-	if len(page) == int(tok.Limit) && tok.Page < math.MaxUint16 {
-		last := page[len(page)-1]
-		key.page = tok.Page + 1
-		s.cursors.put(key, last.Name+"/"+last.MachineID)
-		next = tok.next().encode()
-	}
-	return page, next, nil
-}
-
-// serveState serves GET /state/<name>: the first report on that unit.
-func (s *server) serveState(w http.ResponseWriter, r *http.Request, name string) {
-	if r.Method != http.MethodGet {
-		writeError(w, http.StatusMethodNotAllowed, msgOnlyGet)
+// getState serves GET /state/<name>: the first report on that unit.
+func (s *server) getState(w http.ResponseWriter, r *http.Request) {
+	name, ok := pathName(w, r)
+	if !ok {
 		return
 	}
 	states, err := s.reg.States(r.Context(), name, "")
@@ -96,6 +67,7 @@ func stateToAPI(st unit.State) *UnitState {
 		SystemdLoadState:   st.LoadState,
 		SystemdActiveState: st.ActiveState,
 		SystemdSubState:    st.SubState,
+		Reason:             st.Reason,
 	}
 	if !st.Hash.IsZero() {
 		out.Hash = st.Hash.String()

@@ -66,27 +66,73 @@ func newForwardTransport() http.RoundTripper {
 	}
 }
 
-// serveUnitMachine serves GET /units/<name>/status and /units/<name>/journal:
-// answered here when the unit's machine is this one, else forwarded to the
-// API URL that machine publishes.
-func (s *server) serveUnitMachine(w http.ResponseWriter, r *http.Request, name, sub string) {
-	if r.Method != http.MethodGet {
-		writeError(w, http.StatusMethodNotAllowed, msgOnlyGet)
+// unitStatus serves GET /units/<name>/status.
+func (s *server) unitStatus(w http.ResponseWriter, r *http.Request) {
+	if name, ok := pathName(w, r); ok {
+		s.serveUnitMachine(w, r, name, subStatus, JournalOptions{})
+	}
+}
+
+// unitJournal serves GET /units/<name>/journal: a stream that may last as
+// long as the client follows it. The server's write timeout is for
+// answers, not for streams: the write deadline moves with every chunk
+// written (see streamWriter).
+func (s *server) unitJournal(w http.ResponseWriter, r *http.Request) {
+	name, ok := pathName(w, r)
+	if !ok {
 		return
 	}
-	q := r.URL.Query()
-	var jopts JournalOptions
-	if sub == subJournal {
-		o, err := parseJournalQuery(q)
-		if err != nil {
-			writeError(w, http.StatusBadRequest, err.Error())
-			return
-		}
-		jopts = o
-		ctx, cancel := s.untilStopping(r.Context())
-		defer cancel()
-		r = r.WithContext(ctx)
+	jopts, err := parseJournalQuery(r.URL.Query())
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
 	}
+	ctx, cancel := s.untilStopping(r.Context())
+	defer cancel()
+	sw := newStreamWriter(w)
+	s.serveUnitMachine(sw, r.WithContext(ctx), name, subJournal, jopts)
+}
+
+// StreamWriteTimeout is how long writing one chunk of a journal stream may
+// take before the client is given up on.
+const StreamWriteTimeout = time.Minute
+
+// streamWriter writes a long stream under the server's deadlines: a write
+// deadline of StreamWriteTimeout from each write or flush, so that a
+// client that stops reading is dropped but one that waits for lines is
+// not, and no read deadline (the request is read). Writers without
+// deadlines (tests) are written to as they are.
+type streamWriter struct {
+	http.ResponseWriter
+	rc *http.ResponseController
+}
+
+func newStreamWriter(w http.ResponseWriter) *streamWriter {
+	rc := http.NewResponseController(w)
+	_ = rc.SetReadDeadline(time.Time{}) // unsupported only by writers without deadlines
+	_ = rc.SetWriteDeadline(time.Now().Add(StreamWriteTimeout))
+	return &streamWriter{ResponseWriter: w, rc: rc}
+}
+
+func (w *streamWriter) Write(b []byte) (int, error) {
+	_ = w.rc.SetWriteDeadline(time.Now().Add(StreamWriteTimeout))
+	return w.ResponseWriter.Write(b)
+}
+
+// Flush sends buffered data, under a fresh write deadline.
+func (w *streamWriter) Flush() {
+	_ = w.rc.SetWriteDeadline(time.Now().Add(StreamWriteTimeout))
+	_ = w.rc.Flush()
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (w *streamWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// serveUnitMachine serves the status or the journal (sub) of a unit:
+// answered here when the unit's machine is this one, else forwarded to the
+// API URL that machine publishes.
+func (s *server) serveUnitMachine(w http.ResponseWriter, r *http.Request, name, sub string, jopts JournalOptions) {
+	q := r.URL.Query()
 	us, err := s.reg.Unit(r.Context(), name)
 	switch {
 	case isNotFound(err):

@@ -9,8 +9,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -19,6 +17,7 @@ import (
 
 	"github.com/fleet-next/fleet/api"
 	"github.com/fleet-next/fleet/api/localunits"
+	"github.com/fleet-next/fleet/internal/testenv"
 	"github.com/fleet-next/fleet/registry"
 	"github.com/fleet-next/fleet/systemd"
 	"github.com/fleet-next/fleet/systemd/launch"
@@ -179,9 +178,7 @@ func newTwoMachines(t *testing.T, local api.LocalUnits) *twoMachines {
 
 func requireRoot(t *testing.T) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("a private systemd --user manager needs root (mount namespace, cgroups)")
-	}
+	testenv.RequireSystemd(t)
 }
 
 // runningUnit starts a private systemd running name and returns a
@@ -299,9 +296,7 @@ func TestUnitStatusLocalAndForwarded(t *testing.T) {
 // own the unit, with the real journalctl on the owner; a fake journald
 // socket stands for a running journald.
 func TestJournalForwarded(t *testing.T) {
-	if _, err := exec.LookPath("journalctl"); err != nil {
-		t.Skip("journalctl is not installed")
-	}
+	testenv.LookPath(t, "journalctl")
 	sock := filepath.Join(t.TempDir(), "socket")
 	ln, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
 	if err != nil {

@@ -37,6 +37,9 @@ type UnitState struct {
 	SystemdLoadState   string `json:"systemdLoadState,omitempty"`
 	SystemdActiveState string `json:"systemdActiveState,omitempty"`
 	SystemdSubState    string `json:"systemdSubState,omitempty"`
+	// Reason says why the machine could not apply the unit's last change,
+	// e.g. the error systemd gave when starting it (our addition).
+	Reason string `json:"reason,omitempty"`
 }
 
 // UnitStatePage is one page of GET /state.
@@ -91,6 +94,9 @@ type UnitStatusReport struct {
 	Text string `json:"text"`
 	// JournalError says why Text has no log lines, if it has none.
 	JournalError string `json:"journalError,omitempty"`
+	// Reason says why the machine could not apply the unit's last change
+	// (from the machine's unit state), if it could not.
+	Reason string `json:"reason,omitempty"`
 }
 
 // JournalOptions are the query parameters of GET

@@ -2,31 +2,29 @@ package api
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"mime"
 	"net/http"
-	"sort"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/fleet-next/fleet/unit"
 )
 
-// serveUnits serves GET /units: one page of all units sorted by name.
-func (s *server) serveUnits(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodGet {
-		writeError(w, http.StatusMethodNotAllowed, msgOnlyGet)
+// listUnits serves GET /units: one page of all units sorted by name.
+func (s *server) listUnits(w http.ResponseWriter, r *http.Request) {
+	tok, ok := s.pageToken(w, r)
+	if !ok {
 		return
 	}
-	tok, err := pageTokenFromQuery(r.URL.Query(), s.limit)
-	if err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
-		return
-	}
-	page, next, err := s.unitsPage(r.Context(), tok)
+	page, next, err := readPage(r.Context(), s, tok, lister[unit.UnitStatus]{
+		cursor: cursorKey{list: "units"},
+		keyAt:  s.reg.UnitNameAt,
+		read:   s.reg.UnitsPage,
+		keyOf:  func(us unit.UnitStatus) string { return us.Name },
+	})
 	if err != nil {
 		s.internalError(w, r, fmt.Errorf("list units: %w", err))
 		return
@@ -41,51 +39,22 @@ func (s *server) serveUnits(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, resp)
 }
 
-// unitsPage reads page tok of the unit listing like statesPage does.
-func (s *server) unitsPage(ctx context.Context, tok pageToken) ([]unit.UnitStatus, string, error) {
-	key := cursorKey{list: "units", page: tok.Page}
-	after := ""
-	if tok.Page > 1 {
-		var ok bool
-		if after, ok = s.cursors.get(key); !ok {
-			name, err := s.reg.UnitNameAt(ctx, (int(tok.Page)-1)*int(tok.Limit)-1)
-			if err != nil {
-				return nil, "", err
-			}
-			if name == "" {
-				return nil, "", nil // past the end
-			}
-			after = name
-		}
+// pathName returns the {name} of the request's route. A name holding a
+// '/' (sent escaped as %2F) or an empty one names no unit: 404.
+func pathName(w http.ResponseWriter, r *http.Request) (string, bool) {
+	name := r.PathValue("name")
+	if name == "" || strings.Contains(name, "/") {
+		notFound(w, r)
+		return "", false
 	}
-	page, err := s.reg.UnitsPage(ctx, after, int(tok.Limit))
-	if err != nil {
-		return nil, "", err
-	}
-	next := ""
-	if len(page) == int(tok.Limit) && tok.Page < math.MaxUint16 {
-		key.page = tok.Page + 1
-		s.cursors.put(key, page[len(page)-1].Name)
-		next = tok.next().encode()
-	}
-	return page, next, nil
+	return name, true
 }
 
-// serveUnit serves GET, PUT and DELETE /units/<name>.
-func (s *server) serveUnit(w http.ResponseWriter, r *http.Request, name string) {
-	switch r.Method {
-	case http.MethodGet:
-		s.getUnit(w, r, name)
-	case http.MethodPut:
-		s.putUnit(w, r, name)
-	case http.MethodDelete:
-		s.deleteUnit(w, r, name)
-	default:
-		writeError(w, http.StatusMethodNotAllowed, msgOnlyGetPutDelete)
+func (s *server) getUnit(w http.ResponseWriter, r *http.Request) {
+	name, ok := pathName(w, r)
+	if !ok {
+		return
 	}
-}
-
-func (s *server) getUnit(w http.ResponseWriter, r *http.Request, name string) {
 	us, err := s.reg.Unit(r.Context(), name)
 	switch {
 	case isNotFound(err):
@@ -97,7 +66,11 @@ func (s *server) getUnit(w http.ResponseWriter, r *http.Request, name string) {
 	}
 }
 
-func (s *server) deleteUnit(w http.ResponseWriter, r *http.Request, name string) {
+func (s *server) deleteUnit(w http.ResponseWriter, r *http.Request) {
+	name, ok := pathName(w, r)
+	if !ok {
+		return
+	}
 	err := s.reg.DestroyUnit(r.Context(), name)
 	switch {
 	case isNotFound(err):
@@ -114,14 +87,18 @@ func (s *server) deleteUnit(w http.ResponseWriter, r *http.Request, name string)
 // options with different contents are given, otherwise only its desired
 // state changes. Unlike fleet, the desired state and the options are
 // validated on every request.
-func (s *server) putUnit(w http.ResponseWriter, r *http.Request, name string) {
+func (s *server) putUnit(w http.ResponseWriter, r *http.Request) {
+	name, ok := pathName(w, r)
+	if !ok {
+		return
+	}
 	if code, msg := checkJSONContentType(r.Header); code != 0 {
 		writeError(w, code, msg)
 		return
 	}
 	var req Unit
-	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBodyBytes)).Decode(&req); err != nil {
-		writeError(w, http.StatusBadRequest, "unable to decode body: "+err.Error())
+	if err := readJSON(w, r, MaxUnitBodyBytes, &req, func() string { return invalidOption(req.Options) }); err != nil {
+		writeBodyError(w, err)
 		return
 	}
 	if req.Name == "" {
@@ -162,7 +139,11 @@ func (s *server) putUnit(w http.ResponseWriter, r *http.Request, name string) {
 		return
 	}
 	f, err := fileFromAPI(req.Options)
-	if err != nil {
+	switch {
+	case errors.Is(err, unit.ErrTooLarge):
+		writeError(w, http.StatusRequestEntityTooLarge, err.Error())
+		return
+	case err != nil:
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
@@ -177,17 +158,6 @@ func (s *server) putUnit(w http.ResponseWriter, r *http.Request, name string) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	if reqs := f.Requirements(name); len(reqs.Replaces) > 0 {
-		cycle, err := s.replacesCycle(r.Context(), name, reqs)
-		if err != nil {
-			s.internalError(w, r, fmt.Errorf("check Replaces: %w", err))
-			return
-		}
-		if cycle != "" {
-			writeError(w, http.StatusBadRequest, "circular Replaces: "+cycle)
-			return
-		}
-	}
 	u := unit.Unit{
 		Name:    name,
 		Content: f.Serialize(),
@@ -195,11 +165,59 @@ func (s *server) putUnit(w http.ResponseWriter, r *http.Request, name string) {
 		Desired: desired,
 		Global:  f.IsGlobal(),
 	}
-	if err := s.reg.CreateUnit(r.Context(), u); err != nil {
+	var cycle cycleError
+	if reqs := f.Requirements(name); len(reqs.Replaces) > 0 {
+		// The check and the write are one transaction, so that two units
+		// replacing each other cannot both be stored at once.
+		err = s.reg.CreateUnitIf(r.Context(), u, func(stored []unit.Unit) error {
+			if c := unit.ReplacesCycle(name, reqs, unit.ReplacesOf(stored)); c != "" {
+				return cycleError(c)
+			}
+			return nil
+		})
+	} else {
+		err = s.reg.CreateUnit(r.Context(), u)
+	}
+	switch {
+	case errors.As(err, &cycle):
+		writeError(w, http.StatusBadRequest, cycle.Error())
+	case err != nil:
 		s.internalError(w, r, fmt.Errorf("create unit: %w", err))
+	default:
+		w.WriteHeader(http.StatusCreated)
+	}
+}
+
+// cycleError is a Replaces cycle a unit would close.
+type cycleError string
+
+func (c cycleError) Error() string { return "circular Replaces: " + string(c) }
+
+// writeBodyError answers a refused request body.
+func writeBodyError(w http.ResponseWriter, err error) {
+	var be *bodyError
+	if errors.As(err, &be) {
+		writeError(w, be.code, be.msg)
 		return
 	}
-	w.WriteHeader(http.StatusCreated)
+	writeError(w, http.StatusBadRequest, err.Error())
+}
+
+// invalidOption names the first option field holding U+FFFD, which is
+// what invalid UTF-8 in the body became when decoded; "" if none.
+func invalidOption(opts []*UnitOption) string {
+	for _, o := range opts {
+		switch {
+		case o == nil:
+		case strings.ContainsRune(o.Section, utf8.RuneError):
+			return fmt.Sprintf("section name of option %q", o.Name)
+		case strings.ContainsRune(o.Name, utf8.RuneError):
+			return fmt.Sprintf("an option name in [%s]", o.Section)
+		case strings.ContainsRune(o.Value, utf8.RuneError):
+			return fmt.Sprintf("value of %s in [%s]", o.Name, o.Section)
+		}
+	}
+	return ""
 }
 
 // setDesiredState changes only the desired state of an existing unit.
@@ -290,62 +308,4 @@ func (s *server) unitToAPI(ctx context.Context, us unit.UnitStatus, inList bool)
 		u.Options[i] = &UnitOption{Section: o.Section, Name: o.Name, Value: o.Value}
 	}
 	return u
-}
-
-// replacesCycle returns a description of a Replaces cycle the unit name
-// (with requirements reqs) would close among the stored units, or "".
-func (s *server) replacesCycle(ctx context.Context, name string, reqs unit.Requirements) (string, error) {
-	all, err := s.reg.Units(ctx)
-	if err != nil {
-		return "", err
-	}
-	replaces := map[string]unit.Requirements{name: reqs}
-	var names []string
-	for _, us := range all {
-		if us.Name == name || !strings.Contains(us.Content, "Replaces") {
-			continue
-		}
-		f, err := unit.Parse(us.Content)
-		if err != nil {
-			continue
-		}
-		if r := f.Requirements(us.Name); len(r.Replaces) > 0 {
-			replaces[us.Name] = r
-			names = append(names, us.Name)
-		}
-	}
-	names = append(names, name)
-	sort.Strings(names)
-	// Depth-first from name along "replaces" edges, looking for name again.
-	var path []string
-	seen := map[string]bool{}
-	var walk func(cur string) bool
-	walk = func(cur string) bool {
-		path = append(path, cur)
-		for _, next := range names {
-			if !replaces[cur].ReplacesUnit(next) || next == cur {
-				continue
-			}
-			if next == name {
-				path = append(path, next)
-				return true
-			}
-			if !seen[next] {
-				seen[next] = true
-				if walk(next) {
-					return true
-				}
-			}
-		}
-		path = path[:len(path)-1]
-		return false
-	}
-	if !walk(name) {
-		return "", nil
-	}
-	parts := make([]string, 0, len(path)-1)
-	for i := 0; i+1 < len(path); i++ {
-		parts = append(parts, path[i]+" replaces "+path[i+1])
-	}
-	return strings.Join(parts, ", "), nil
 }

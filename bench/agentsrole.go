@@ -15,6 +15,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/fleet-next/fleet/agent"
+	"github.com/fleet-next/fleet/internal/pause"
 	"github.com/fleet-next/fleet/registry"
 	"github.com/fleet-next/fleet/systemd/systemdfake"
 	"github.com/fleet-next/fleet/unit"
@@ -57,11 +58,7 @@ func runAgentsChild(ctx context.Context, args []string, stdin io.Reader, stdout 
 	first := fs.Int("first", 0, "index of the first machine")
 	ttl := fs.Duration("ttl", 30*time.Second, "agent_ttl: machine lease TTL")
 	perConn := fs.Int("per-conn", 1, "agents sharing one etcd connection")
-	profile := fs.String("cpuprofile", "", "write a CPU profile to this file")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	stopProfile, err := startCPUProfile(*profile)
+	stopProfile, err := parseWithProfile(fs, args)
 	if err != nil {
 		return err
 	}
@@ -191,7 +188,7 @@ func (s *simAgent) keepRegistered(ctx context.Context) {
 		if err != nil {
 			if ctx.Err() == nil {
 				s.log.Warn("registering machine failed; retrying", "machine", s.id, "err", err)
-				sleepCtx(ctx, time.Second)
+				_ = pause.For(ctx, time.Second) // the loop ends with ctx
 			}
 			continue
 		}
@@ -257,11 +254,6 @@ func (s *simAgent) DeleteState(ctx context.Context, name string) error {
 	return s.reg.DeleteState(ctx, name, s.id)
 }
 
-func sleepCtx(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
-	}
+func (s *simAgent) PublishRefusal(ctx context.Context, name string, h unit.Hash, reason string) error {
+	return s.reg.PublishRefusal(ctx, registry.LeaseID(s.lease.Load()), name, s.id, h, reason)
 }

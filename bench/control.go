@@ -13,6 +13,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/fleet-next/fleet/internal/pause"
 	"github.com/fleet-next/fleet/registry"
 )
 
@@ -223,7 +224,9 @@ func runControl(ctx context.Context, cfg controlConfig, log *slog.Logger) (res c
 	}
 	defer stopChild(&r.agents)
 	res.Register = ar.Register
-	sleepCtx(ctx, 2*time.Second) // let registration settle
+	if err := pause.For(ctx, 2*time.Second); err != nil { // let registration settle
+		return res, err
+	}
 
 	log.Info("idle window", "agents", cfg.Agents, "length", cfg.Idle)
 	if res.Idle, err = r.idle(ctx); err != nil {
@@ -259,7 +262,9 @@ func (r *controlRun) idle(ctx context.Context) (window, error) {
 	if err != nil {
 		return window{}, err
 	}
-	sleepCtx(ctx, r.cfg.Idle)
+	if err := pause.For(ctx, r.cfg.Idle); err != nil {
+		return window{}, err
+	}
 	b, err := r.snap(ctx)
 	if err != nil {
 		return window{}, err
@@ -281,11 +286,28 @@ func (r *controlRun) waitLaunched(ctx context.Context, n int, limit time.Duratio
 		if time.Now().After(deadline) {
 			return fmt.Errorf("only %d of %d units launched after %s", c.Launched, n, limit)
 		}
-		sleepCtx(ctx, 100*time.Millisecond)
-		if err := ctx.Err(); err != nil {
+		if err := pause.For(ctx, 100*time.Millisecond); err != nil {
 			return err
 		}
 	}
+}
+
+// afterLaunch waits (up to 10 minutes) until n more units are launched
+// than at snapshot a, then takes a snapshot and fetches when each unit
+// was published launched.
+func (r *controlRun) afterLaunch(ctx context.Context, a snapshot, n int) (snapshot, map[string]time.Time, error) {
+	if err := r.waitLaunched(ctx, a.agents.Launched+n, 10*time.Minute); err != nil {
+		return snapshot{}, nil, err
+	}
+	b, err := r.snap(ctx)
+	if err != nil {
+		return snapshot{}, nil, err
+	}
+	launched, err := r.launchTimes(ctx)
+	if err != nil {
+		return snapshot{}, nil, err
+	}
+	return b, launched, nil
 }
 
 // launchTimes fetches when each unit was published launched.
@@ -314,10 +336,7 @@ func (r *controlRun) burst(ctx context.Context) (burstResult, error) {
 		return res, err
 	}
 	res.Submit = time.Since(start)
-	if err := r.waitLaunched(ctx, a.agents.Launched+len(names), 10*time.Minute); err != nil {
-		return res, err
-	}
-	b, err := r.snap(ctx)
+	b, launched, err := r.afterLaunch(ctx, a, len(names))
 	if err != nil {
 		return res, err
 	}
@@ -325,10 +344,6 @@ func (r *controlRun) burst(ctx context.Context) (burstResult, error) {
 	res.Placements = b.engineRep.Placements - a.engineRep.Placements
 	if span := b.engineRep.LastPlace.Sub(start); span > 0 {
 		res.PlaceRate = float64(res.Placements) / span.Seconds()
-	}
-	launched, err := r.launchTimes(ctx)
-	if err != nil {
-		return res, err
 	}
 	lat := make([]time.Duration, 0, len(names))
 	for i, n := range names {
@@ -358,7 +373,9 @@ func (r *controlRun) single(ctx context.Context) (singleResult, error) {
 	if err := r.waitLaunched(ctx, a.agents.Launched+1, time.Minute); err != nil {
 		return res, err
 	}
-	sleepCtx(ctx, time.Second) // let every reaction to the change happen
+	if err := pause.For(ctx, time.Second); err != nil { // let every reaction to the change happen
+		return res, err
+	}
 	b, err := r.snap(ctx)
 	if err != nil {
 		return res, err
@@ -417,7 +434,9 @@ func (r *controlRun) backlog(ctx context.Context) (backlogResult, error) {
 		if time.Now().After(deadline) {
 			return res, fmt.Errorf("engine placed %d of %d units in 10 minutes", rep.Placements, len(names))
 		}
-		sleepCtx(ctx, 20*time.Millisecond)
+		if err := pause.For(ctx, 20*time.Millisecond); err != nil {
+			return res, err
+		}
 		if err := r.engine.call(ctx, "report", &rep); err != nil {
 			return res, err
 		}
@@ -436,18 +455,11 @@ func (r *controlRun) backlog(ctx context.Context) (backlogResult, error) {
 	if err := resume(); err != nil {
 		return res, err
 	}
-	if err := r.waitLaunched(ctx, a.agents.Launched+len(names), 10*time.Minute); err != nil {
-		return res, err
-	}
-	b, err := r.snap(ctx)
+	b, launched, err := r.afterLaunch(ctx, a, len(names))
 	if err != nil {
 		return res, err
 	}
 	res.Window = between(a, b)
-	launched, err := r.launchTimes(ctx)
-	if err != nil {
-		return res, err
-	}
 	var last time.Time
 	for _, n := range names {
 		if t := launched[n]; t.After(last) {

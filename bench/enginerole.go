@@ -60,11 +60,7 @@ func runEngineChild(ctx context.Context, args []string, stdin io.Reader, stdout 
 	fs := flag.NewFlagSet("engine", flag.ContinueOnError)
 	endpoint := fs.String("etcd", "", "etcd client URL")
 	ttl := fs.Duration("ttl", 30*time.Second, "lease TTL (agent_ttl)")
-	profile := fs.String("cpuprofile", "", "write a CPU profile to this file")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	stopProfile, err := startCPUProfile(*profile)
+	stopProfile, err := parseWithProfile(fs, args)
 	if err != nil {
 		return err
 	}

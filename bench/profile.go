@@ -1,10 +1,21 @@
 package bench
 
 import (
+	"flag"
 	"fmt"
 	"os"
 	"runtime/pprof"
 )
+
+// parseWithProfile parses args into fs with the -cpuprofile flag every
+// child has, and starts that profile; the caller defers stop.
+func parseWithProfile(fs *flag.FlagSet, args []string) (stop func(), err error) {
+	profile := fs.String("cpuprofile", "", "write a CPU profile to this file")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	return startCPUProfile(*profile)
+}
 
 // startCPUProfile writes a CPU profile of this process to path until the
 // returned function is called; "" profiles nothing.

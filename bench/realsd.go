@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/fleet-next/fleet/internal/pause"
 	"github.com/fleet-next/fleet/systemd"
 	"github.com/fleet-next/fleet/systemd/launch"
 	"github.com/fleet-next/fleet/test/cluster"
@@ -442,8 +443,7 @@ func waitNoStates(ctx context.Context, c *cluster.Cluster, limit time.Duration) 
 		if time.Now().After(deadline) {
 			return fmt.Errorf("%d unit states left after %s", len(states), limit)
 		}
-		sleepCtx(ctx, 200*time.Millisecond)
-		if err := ctx.Err(); err != nil {
+		if err := pause.For(ctx, 200*time.Millisecond); err != nil {
 			return err
 		}
 	}
@@ -480,12 +480,16 @@ func (res *systemdResult) loadHost(ctx context.Context, h *harness, c *cluster.C
 	}
 	res.LoadUse = since(before, loaded)
 	// Let the agent publish the last states before the quiet window.
-	sleepCtx(ctx, 5*time.Second)
+	if err := pause.For(ctx, 5*time.Second); err != nil {
+		return err
+	}
 	idleStart, err := sampleProc(pid)
 	if err != nil {
 		return err
 	}
-	sleepCtx(ctx, cfg.Idle)
+	if err := pause.For(ctx, cfg.Idle); err != nil {
+		return err
+	}
 	idleEnd, err := sampleProc(pid)
 	if err != nil {
 		return err

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/fleet-next/fleet/internal/pause"
+	"github.com/fleet-next/fleet/internal/retry"
 	"github.com/fleet-next/fleet/unit"
 )
 
@@ -19,6 +21,11 @@ type View interface {
 	Revision() int64
 	WaitRevision(ctx context.Context, rev int64) error
 }
+
+// ErrNotLeader is matched by Leader.Apply's error when the write was refused
+// because this engine no longer leads: the only write error that ends its
+// term.
+var ErrNotLeader = errors.New("engine: not the leader")
 
 // Leader is a won election (registry.Leader): Done closes when leadership is
 // lost; Apply writes fenced by the election.
@@ -121,19 +128,19 @@ func (e *Engine) Leading() bool {
 
 // Run campaigns and leads until ctx ends. It returns nil on cancellation.
 func (e *Engine) Run(ctx context.Context) error {
-	backoff := 500 * time.Millisecond
+	backoff := retry.Backoff(500*time.Millisecond, 10*time.Second)
 	for ctx.Err() == nil {
 		leader, err := e.store.Campaign(ctx, e.cfg.MachineID)
 		if err != nil {
 			if ctx.Err() != nil {
 				break
 			}
-			e.log.Warn("engine election failed; retrying", "err", err, "in", backoff)
-			sleep(ctx, backoff)
-			backoff = min(backoff*2, 10*time.Second)
+			d := backoff.NextBackOff()
+			e.log.Warn("engine election failed; retrying", "err", err, "in", d)
+			_ = pause.For(ctx, d)
 			continue
 		}
-		backoff = 500 * time.Millisecond
+		backoff.Reset()
 		e.setLeading(true)
 		e.cfg.Metrics.Leading(e.cfg.Now())
 		e.log.Info("engine leading")
@@ -174,6 +181,7 @@ func (e *Engine) lead(ctx context.Context, leader Leader) error {
 	tick := time.NewTicker(e.cfg.ReconcileInterval)
 	defer tick.Stop()
 	settled := int64(-1) // revision of the last view that planned to nothing
+	writeRetry := retry.Backoff(100*time.Millisecond, 5*time.Second)
 	for {
 		select {
 		case <-lctx.Done():
@@ -182,7 +190,7 @@ func (e *Engine) lead(ctx context.Context, leader Leader) error {
 			}
 			return errors.New("leadership session ended")
 		case <-view.Changed():
-			sleep(lctx, e.cfg.Debounce) // let a burst of changes land together
+			_ = pause.For(lctx, e.cfg.Debounce) // let a burst of changes land together
 		case <-tick.C:
 			// Plan is a function of the view and, through the loss grace,
 			// of the time: with nothing changed and no machine absent,
@@ -205,11 +213,21 @@ func (e *Engine) lead(ctx context.Context, leader Leader) error {
 		rev, err := leader.Apply(lctx, changes)
 		if err != nil {
 			e.cfg.Metrics.Reconciled(Round{Duration: time.Since(start), Unplaceable: len(snap.Reasons), Err: err})
-			if lctx.Err() != nil {
+			switch {
+			case lctx.Err() != nil:
 				continue
+			case errors.Is(err, ErrNotLeader):
+				return fmt.Errorf("apply schedule: %w", err)
 			}
-			return fmt.Errorf("apply schedule: %w", err)
+			// A store error is not a lost election: keep leading, and plan
+			// again from the view (which holds what did commit) after a
+			// backoff.
+			d := writeRetry.NextBackOff()
+			e.log.Warn("writing the schedule failed; retrying", "err", err, "in", d)
+			_ = pause.For(lctx, d)
+			continue
 		}
+		writeRetry.Reset()
 		e.cfg.Metrics.Reconciled(Round{Duration: time.Since(start), Applied: changes,
 			Unplaceable: UnplaceableAfter(snap.Reasons, changes)})
 		e.log.Debug("schedule changed", "changes", len(changes), "revision", rev)
@@ -254,10 +272,19 @@ func (e *Engine) input(snap unit.Cluster, absent map[string]time.Time) Input {
 			holding[mid] = true
 		}
 	}
+	lost := now.Add(-e.cfg.LossGrace) // absent since then: lost now
 	for mid := range holding {
-		if _, live := snap.Machines[mid]; live {
+		since, seen := absent[mid]
+		switch {
+		case snap.Machines[mid].ID != "":
 			delete(absent, mid)
-		} else if _, seen := absent[mid]; !seen {
+		case snap.Departed[mid]:
+			// It left cleanly: no grace, its units move now.
+			if !seen || since.After(lost) {
+				absent[mid] = lost
+				e.log.Info("machine left the cluster; moving its units", "machine", mid)
+			}
+		case !seen:
 			absent[mid] = now
 			e.log.Info("machine holding units is absent", "machine", mid, "grace", e.cfg.LossGrace)
 		}
@@ -309,13 +336,4 @@ func (c *reqCache) get(u unit.Unit) (unit.Requirements, error) {
 	c.m[k] = e
 	c.mu.Unlock()
 	return e.r, e.err
-}
-
-func sleep(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
-	}
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"sort"
 	"strings"
 	"time"
 
@@ -80,6 +79,8 @@ const (
 	reasonNoCandidate   = "no machine can take it (MachineID, MachineMetadata, MachineOf and Conflicts combined)"
 	reasonPeerCycle     = "MachineOf requirements form a cycle"
 	reasonPeerReplaced  = "MachineOf requirements lead to %s, which it replaces"
+	reasonTooLarge      = "unit is %d bytes; a placement carries at most %d"
+	reasonRefused       = "machine %s refused it: %s"
 )
 
 type candidate struct {
@@ -87,6 +88,9 @@ type candidate struct {
 	reqs  unit.Requirements
 	err   error
 	unsat bool // err is a contradiction in the requirements, not a parse error
+	// refused are the machines that refused this version of the unit, with
+	// their reasons.
+	refused map[string]string
 }
 
 // machineState tracks what the plan puts on one machine.
@@ -217,151 +221,196 @@ func Plan(in Input) []Change {
 
 // planRound is one pass over the units against schedule c. budget is how
 // many placements may still move (-1 unbounded); it returns the desired
-// schedule, the reasons and the number of moves made.
+// schedule, the reasons and the number of moves made. Its passes, in
+// order: keep what is still valid (units following global units after the
+// globals), place global units, place everything else.
 func planRound(in Input, c unit.Cluster, budget int) (map[string]map[string]unit.Placement, map[string]string, int) {
-	// Machines: live ones take units; absent ones within grace keep theirs.
-	live := make(map[string]*machineState, len(c.Machines))
-	order := make([]*machineState, 0, len(c.Machines)) // live, by machine ID
+	r := newRound(in, c, budget)
+	afterGlobals := followersOfGlobals(r.cands)
+	for _, cd := range r.cands {
+		if r.active(cd) && !cd.u.Global && !afterGlobals[cd.u.Name] {
+			r.keepValid(cd)
+		}
+	}
+	r.placeGlobals()
+	for _, cd := range r.cands {
+		if r.active(cd) && afterGlobals[cd.u.Name] {
+			r.keepValid(cd)
+		}
+	}
+	r.placeRest()
+	return r.desired, r.reasons, r.moves
+}
+
+// round is the state of one planRound.
+type round struct {
+	c       unit.Cluster
+	live    map[string]*machineState             // live machines by ID
+	order   []*machineState                      // live machines by ID
+	held    map[string]bool                      // absent machines (within grace) whose placements are kept
+	cands   []*candidate                         // units in dependency, then submission order
+	budget  int                                  // moves allowed (-1 unbounded)
+	desired map[string]map[string]unit.Placement // unit -> machine -> placement
+	reasons map[string]string
+	moves   int
+}
+
+// newRound sets up the machines: live ones take units; absent ones within
+// grace keep theirs.
+func newRound(in Input, c unit.Cluster, budget int) *round {
+	r := &round{c: c, live: make(map[string]*machineState, len(c.Machines)),
+		order: make([]*machineState, 0, len(c.Machines)), held: make(map[string]bool), budget: budget,
+		desired: make(map[string]map[string]unit.Placement), reasons: make(map[string]string)}
 	byLoad := make(loadHeap, 0, len(c.Machines))
 	for _, id := range sortedKeys(c.Machines) {
 		ms := &machineState{m: c.Machines[id], units: map[string]*candidate{}, special: map[string]*candidate{},
 			byLoad: &byLoad, idx: len(byLoad)}
-		live[id] = ms
-		order = append(order, ms)
+		r.live[id] = ms
+		r.order = append(r.order, ms)
 		byLoad = append(byLoad, ms) // sorted by ID at equal load: already a heap
 	}
-	held := make(map[string]bool) // absent machines whose placements are kept
 	for id, since := range in.Absent {
-		if _, ok := live[id]; !ok && in.Now.Sub(since) < in.Grace {
-			held[id] = true
+		if _, ok := r.live[id]; !ok && in.Now.Sub(since) < in.Grace {
+			r.held[id] = true
 		}
 	}
-
-	cands := orderCandidates(c.Units, in.Reqs)
-	desired := make(map[string]map[string]unit.Placement) // unit -> machine -> placement
-	reasons := make(map[string]string)
-	moves := 0
-
-	placeOn := func(cd *candidate, ms *machineState) {
-		ms.accept(cd)
-		if desired[cd.u.Name] == nil {
-			desired[cd.u.Name] = map[string]unit.Placement{}
-		}
-		desired[cd.u.Name][ms.m.ID] = unit.Placement{Unit: cd.u.Name, Machine: ms.m.ID, Hash: cd.u.Hash,
-			Desired: cd.u.Desired, Content: cd.u.Content}
-	}
-	keepHeld := func(name string, p unit.Placement, cd *candidate) {
-		if desired[name] == nil {
-			desired[name] = map[string]unit.Placement{}
-		}
-		p.Hash, p.Desired, p.Content = cd.u.Hash, cd.u.Desired, cd.u.Content
-		desired[name][p.Machine] = p
-	}
-
-	// Pass 1: keep every existing placement that is still valid. Units
-	// that follow (MachineOf) a global unit, directly or through other
-	// followers, are checked once the global units are placed.
-	keepValid := func(cd *candidate) {
-		for _, mid := range sortedKeys(c.Placements[cd.u.Name]) {
-			if held[mid] {
-				keepHeld(cd.u.Name, c.Placements[cd.u.Name][mid], cd)
-				break
-			}
-			ms, ok := live[mid]
-			if !ok || len(desired[cd.u.Name]) > 0 {
-				continue
-			}
-			if why := ableToRun(cd, ms, live); why == "" {
-				placeOn(cd, ms)
-			}
-		}
-	}
-	afterGlobals := followersOfGlobals(cands)
-	for _, cd := range cands {
-		if cd.err != nil || cd.u.Desired == unit.StateInactive || cd.u.Global || afterGlobals[cd.u.Name] {
-			continue
-		}
-		keepValid(cd)
-	}
-	// Global units go to every live machine they fit, in submission order.
-	for _, cd := range cands {
-		if cd.err != nil || cd.u.Desired == unit.StateInactive || !cd.u.Global {
-			continue
-		}
-		for _, ms := range order {
-			if cd.reqs.MatchesMetadata(ms.m.Metadata) && conflictOn(cd, ms) == "" {
-				placeOn(cd, ms)
-			}
-		}
-		for mid, p := range c.Placements[cd.u.Name] {
-			if held[mid] {
-				keepHeld(cd.u.Name, p, cd)
-			}
-		}
-	}
-	for _, cd := range cands {
-		if cd.err == nil && cd.u.Desired != unit.StateInactive && afterGlobals[cd.u.Name] {
-			keepValid(cd)
-		}
-	}
-	// Pass 2: place what has no valid placement, in dependency then
-	// submission order.
-	for _, cd := range cands {
-		name := cd.u.Name
-		if cd.u.Desired == unit.StateInactive || cd.u.Global {
-			continue
-		}
-		if cd.unsat {
-			reasons[name] = cd.err.Error()
-			continue
-		}
-		if cd.err != nil {
-			reasons[name] = fmt.Sprintf(reasonUnparseable, cd.err)
-			continue
-		}
-		if len(desired[name]) > 0 {
-			continue
-		}
-		wasPlaced := len(c.Placements[name]) > 0
-		if wasPlaced && budget >= 0 && moves >= budget {
-			// Keep the old placement record until a later round moves it.
-			for mid, p := range c.Placements[name] {
-				if desired[name] == nil {
-					desired[name] = map[string]unit.Placement{}
+	r.cands = orderCandidates(c.Units, in.Reqs)
+	for _, cd := range r.cands {
+		for mid, ref := range c.Refused[cd.u.Name] {
+			if ref.Hash == cd.u.Hash {
+				if cd.refused == nil {
+					cd.refused = map[string]string{}
 				}
-				desired[name][mid] = p
+				cd.refused[mid] = ref.Reason
+			}
+		}
+	}
+	return r
+}
+
+// active reports whether cd is a unit to place: it parses and is not inactive.
+func (r *round) active(cd *candidate) bool {
+	return cd.err == nil && cd.u.Desired != unit.StateInactive
+}
+
+func (r *round) placeOn(cd *candidate, ms *machineState) {
+	ms.accept(cd)
+	if r.desired[cd.u.Name] == nil {
+		r.desired[cd.u.Name] = map[string]unit.Placement{}
+	}
+	r.desired[cd.u.Name][ms.m.ID] = unit.Placement{Unit: cd.u.Name, Machine: ms.m.ID, Hash: cd.u.Hash,
+		Desired: cd.u.Desired, Content: cd.u.Content}
+}
+
+// keepHeld keeps a placement on an absent machine within grace, updated to
+// the unit's current contents and desired state.
+func (r *round) keepHeld(p unit.Placement, cd *candidate) {
+	if r.desired[cd.u.Name] == nil {
+		r.desired[cd.u.Name] = map[string]unit.Placement{}
+	}
+	p.Hash, p.Desired, p.Content = cd.u.Hash, cd.u.Desired, cd.u.Content
+	r.desired[cd.u.Name][p.Machine] = p
+}
+
+// keepValid keeps cd's existing placement if it is still valid.
+func (r *round) keepValid(cd *candidate) {
+	name := cd.u.Name
+	for _, mid := range sortedKeys(r.c.Placements[name]) {
+		if r.held[mid] {
+			r.keepHeld(r.c.Placements[name][mid], cd)
+			break
+		}
+		ms, ok := r.live[mid]
+		if !ok || len(r.desired[name]) > 0 {
+			continue
+		}
+		if why := ableToRun(cd, ms, r.live); why == "" {
+			r.placeOn(cd, ms)
+		}
+	}
+}
+
+// placeGlobals places global units on every live machine they fit, in
+// submission order, and keeps them on held machines.
+func (r *round) placeGlobals() {
+	for _, cd := range r.cands {
+		if !r.active(cd) || !cd.u.Global {
+			continue
+		}
+		for _, ms := range r.order {
+			if cd.reqs.MatchesMetadata(ms.m.Metadata) && cd.refused[ms.m.ID] == "" && conflictOn(cd, ms) == "" {
+				r.placeOn(cd, ms)
+			}
+		}
+		for mid, p := range r.c.Placements[cd.u.Name] {
+			if r.held[mid] {
+				r.keepHeld(p, cd)
+			}
+		}
+	}
+}
+
+// placeRest places every non-global unit that has no valid placement, in
+// dependency then submission order, or records why it cannot be placed.
+func (r *round) placeRest() {
+	for _, cd := range r.cands {
+		name := cd.u.Name
+		switch {
+		case cd.u.Desired == unit.StateInactive || cd.u.Global:
+			continue
+		case cd.unsat:
+			r.reasons[name] = cd.err.Error()
+			continue
+		case cd.err != nil:
+			r.reasons[name] = fmt.Sprintf(reasonUnparseable, cd.err)
+			continue
+		case len(r.desired[name]) > 0:
+			continue
+		}
+		wasPlaced := len(r.c.Placements[name]) > 0
+		if wasPlaced && r.budget >= 0 && r.moves >= r.budget {
+			// Keep the old placement record until a later round moves it.
+			for mid, p := range r.c.Placements[name] {
+				if r.desired[name] == nil {
+					r.desired[name] = map[string]unit.Placement{}
+				}
+				r.desired[name][mid] = p
 			}
 			continue
 		}
-		best, why := pickMachine(cd, live, order)
+		best, why := pickMachine(cd, r.live, r.order)
 		if best == nil {
-			reasons[name] = why
+			r.reasons[name] = why
 			continue
 		}
 		if wasPlaced {
-			moves++
+			r.moves++
 		}
-		placeOn(cd, best)
-		// Replaces: units on best that this unit replaces move elsewhere.
-		if len(cd.reqs.Replaces) == 0 {
+		r.placeOn(cd, best)
+		r.displaceReplaced(cd, best)
+	}
+}
+
+// displaceReplaced moves the units on best that cd replaces elsewhere.
+func (r *round) displaceReplaced(cd *candidate, best *machineState) {
+	if len(cd.reqs.Replaces) == 0 {
+		return
+	}
+	name := cd.u.Name
+	for _, other := range sortedKeys(best.units) {
+		oc := best.units[other]
+		if other == name || !cd.reqs.ReplacesUnit(other) || oc.reqs.ReplacesUnit(name) {
 			continue
 		}
-		for _, other := range sortedKeys(best.units) {
-			oc := best.units[other]
-			if other == name || !cd.reqs.ReplacesUnit(other) || oc.reqs.ReplacesUnit(name) {
-				continue
-			}
-			best.remove(other)
-			delete(desired[other], best.m.ID)
-			dest := leastLoaded(order, func(ms *machineState) bool { return ms != best && ableToRun(oc, ms, live) == "" })
-			if dest != nil {
-				placeOn(oc, dest)
-			} else {
-				reasons[other] = fmt.Sprintf("replaced by %s and no other machine can take it", name)
-			}
+		best.remove(other)
+		delete(r.desired[other], best.m.ID)
+		dest := leastLoaded(r.order, func(ms *machineState) bool { return ms != best && ableToRun(oc, ms, r.live) == "" })
+		if dest != nil {
+			r.placeOn(oc, dest)
+		} else {
+			r.reasons[other] = fmt.Sprintf("replaced by %s and no other machine can take it", name)
 		}
 	}
-	return desired, reasons, moves
 }
 
 // samePlacements compares schedules, ignoring units with no placement.
@@ -387,6 +436,11 @@ func orderCandidates(units map[string]unit.Unit, reqs RequirementsFunc) []*candi
 		cd := &candidate{u: u}
 		if reqs != nil {
 			cd.reqs, cd.err = reqs(u)
+		}
+		if len(u.Content) > unit.MaxContentBytes {
+			// Refused at submission; one stored by other means must never
+			// make a schedule write etcd refuses.
+			cd.err, cd.unsat = fmt.Errorf(reasonTooLarge, len(u.Content), unit.MaxContentBytes), true
 		}
 		all = append(all, cd)
 	}
@@ -495,6 +549,9 @@ func ableToRun(cd *candidate, ms *machineState, live map[string]*machineState) s
 			return fmt.Sprintf(reasonPeerNotPlaced, peer)
 		}
 	}
+	if why := cd.refused[ms.m.ID]; why != "" {
+		return fmt.Sprintf(reasonRefused, ms.m.ID, why)
+	}
 	return conflictOn(cd, ms)
 }
 
@@ -533,7 +590,7 @@ func pickMachine(cd *candidate, live map[string]*machineState, order []*machineS
 	if r := cd.reqs; r.MachineID == "" && len(r.Metadata) == 0 && len(r.MachineOf) == 0 && len(r.Conflicts) == 0 {
 		// Only a conflict can rule a machine out: try machines in order of
 		// load until one takes it.
-		best = order[0].byLoad.first(func(ms *machineState) bool { return conflictOn(cd, ms) == "" })
+		best = order[0].byLoad.first(func(ms *machineState) bool { return cd.refused[ms.m.ID] == "" && conflictOn(cd, ms) == "" })
 	} else {
 		best = leastLoaded(order, func(ms *machineState) bool { return ableToRun(cd, ms, live) == "" })
 	}
@@ -563,7 +620,7 @@ func pickMachine(cd *candidate, live map[string]*machineState, order []*machineS
 	}
 	// Conflicts explain it when every machine that meets the other
 	// requirements is ruled out by a conflict.
-	var conflicting []string
+	var conflicting, refusals []string
 	candidates := 0
 	for _, ms := range order {
 		if r.MachineID != "" && !unit.MatchMachineID(r.MachineID, ms.m.ID) || !r.MatchesMetadata(ms.m.Metadata) {
@@ -580,9 +637,14 @@ func pickMachine(cd *candidate, live map[string]*machineState, order []*machineS
 			continue
 		}
 		candidates++
-		if why := conflictOn(cd, ms); why != "" {
+		if why := cd.refused[ms.m.ID]; why != "" {
+			refusals = append(refusals, fmt.Sprintf(reasonRefused, ms.m.ID, why))
+		} else if why := conflictOn(cd, ms); why != "" {
 			conflicting = append(conflicting, strings.TrimPrefix(why, "conflicts with "))
 		}
+	}
+	if candidates > 0 && len(refusals) == candidates {
+		return nil, refusals[0]
 	}
 	if candidates > 0 && len(conflicting) == candidates {
 		names := map[string]bool{}
@@ -654,11 +716,15 @@ func formatMetadata(md map[string][]string) string {
 	return strings.Join(parts, ",")
 }
 
+// sortedKeys is sortedKeys(m) with the slice allocated once
+// at its final size: the planner calls it for every unit of every round,
+// where the growing slice of the iterator form costs four times the
+// allocations.
 func sortedKeys[M ~map[string]V, V any](m M) []string {
 	keys := make([]string, 0, len(m))
 	for k := range m {
 		keys = append(keys, k)
 	}
-	sort.Strings(keys)
+	slices.Sort(keys)
 	return keys
 }

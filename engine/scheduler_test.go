@@ -110,6 +110,23 @@ func (s *snap) on(name string, machines ...string) *snap {
 }
 
 // reason records a stored reason.
+// refused records that machine refused the unit's current version
+// (hash: the version it refused; zero means the current one).
+func (s *snap) refused(name, machine, why string, hash ...unit.Hash) *snap {
+	h := s.c.Units[name].Hash
+	if len(hash) > 0 {
+		h = hash[0]
+	}
+	if s.c.Refused == nil {
+		s.c.Refused = map[string]map[string]unit.Refusal{}
+	}
+	if s.c.Refused[name] == nil {
+		s.c.Refused[name] = map[string]unit.Refusal{}
+	}
+	s.c.Refused[name][machine] = unit.Refusal{Hash: h, Reason: why}
+	return s
+}
+
 func (s *snap) reason(name, why string) *snap {
 	s.c.Reasons[name] = why
 	return s
@@ -670,6 +687,72 @@ func TestPlanUnparseable(t *testing.T) {
 			want := "unit contents cannot be parsed: " + perr.Error()
 			if got := after.Reasons["bad.service"]; got != want {
 				t.Errorf("reason = %q, want %q", got, want)
+			}
+		})
+	}
+}
+
+// TestPlanUnitTooLarge: a unit larger than a placement may carry (stored
+// by other means than the API, which refuses it) gets a reason and no
+// placement, and is removed from where it was; the others are placed.
+func TestPlanUnitTooLarge(t *testing.T) {
+	big := "[Service]\nExecStart=/bin/true\n# " + strings.Repeat("x", unit.MaxContentBytes) + "\n"
+	s := newSnap().machine(mA).raw("big.service", unit.StateLaunched, big).on("big.service", mA).
+		raw("ok.service", unit.StateLaunched, "[Service]\nExecStart=/bin/true\n")
+	after := applyChanges(t, s.c, Plan(s.input()))
+	got := schedule(after)
+	if _, placed := got["big.service"]; placed {
+		t.Errorf("big.service placed: %v", got)
+	}
+	if _, placed := got["ok.service"]; !placed {
+		t.Errorf("ok.service not placed beside a unit too large: %v", got)
+	}
+	want := fmt.Sprintf("unit is %d bytes; a placement carries at most %d", len(big), unit.MaxContentBytes)
+	if r := after.Reasons["big.service"]; r != want {
+		t.Errorf("reason = %q, want %q", r, want)
+	}
+}
+
+// TestPlanRefusals: a machine that refused a version of a unit (it would
+// replace one of the host's own) gets neither it nor its global copy; the
+// unit goes elsewhere, or says why it cannot go anywhere. A refusal of
+// another version does not count.
+func TestPlanRefusals(t *testing.T) {
+	const why = "a.service is a unit of this host (/usr/lib/systemd/user/a.service)"
+	tests := []struct {
+		name       string
+		snap       *snap
+		want       map[string][]string // unit -> machines
+		wantReason string              // of a.service
+	}{
+		{name: "placed on the machine that did not refuse",
+			snap: newSnap().machine(mA).machine(mB).unit("a.service", unit.StateLaunched).refused("a.service", mA, why),
+			want: map[string][]string{"a.service": {mB}}},
+		{name: "moved off the machine that refused it",
+			snap: newSnap().machine(mA).machine(mB).unit("a.service", unit.StateLaunched).on("a.service", mA).
+				refused("a.service", mA, why),
+			want: map[string][]string{"a.service": {mB}}},
+		{name: "every machine refused",
+			snap: newSnap().machine(mA).machine(mB).unit("a.service", unit.StateLaunched).
+				refused("a.service", mA, why).refused("a.service", mB, why),
+			want: map[string][]string{}, wantReason: "machine " + mA + " refused it: " + why},
+		{name: "a refusal of another version does not count",
+			snap: newSnap().machine(mA).unit("a.service", unit.StateLaunched).refused("a.service", mA, why, unit.HashOf("old")),
+			want: map[string][]string{"a.service": {mA}}},
+		{name: "a global unit skips the machine that refused it",
+			snap: newSnap().machine(mA).machine(mB).unit("a.service", unit.StateLaunched, "Global=true").
+				refused("a.service", mA, why),
+			want: map[string][]string{"a.service": {mB}}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			after := applyChanges(t, tc.snap.c, Plan(tc.snap.input()))
+			got := schedule(after)
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("schedule = %v, want %v", got, tc.want)
+			}
+			if r := after.Reasons["a.service"]; r != tc.wantReason {
+				t.Errorf("reason = %q, want %q", r, tc.wantReason)
 			}
 		})
 	}

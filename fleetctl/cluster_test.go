@@ -329,11 +329,14 @@ func (c *simCluster) writes() (created, targets []string) {
 }
 
 // fakeFiles serves ReadFile from a map of path to contents.
-func fakeFiles(files map[string]string) func(string) ([]byte, error) {
-	return func(path string) ([]byte, error) {
+func fakeFiles(files map[string]string) func(string, int64) ([]byte, error) {
+	return func(path string, limit int64) ([]byte, error) {
 		text, ok := files[path]
-		if !ok {
+		switch {
+		case !ok:
 			return nil, &fs.PathError{Op: "open", Path: path, Err: fs.ErrNotExist}
+		case int64(len(text)) > limit:
+			return nil, tooLarge(path, limit)
 		}
 		return []byte(text), nil
 	}
@@ -355,6 +358,9 @@ type run struct {
 	files    map[string]string
 	stdin    string
 	terminal bool // stderr is a terminal
+	// realFiles reads local files from the file system as fleetctl does,
+	// instead of from files.
+	realFiles bool
 	// redirect sends every API client to the cluster whatever the
 	// endpoint, which is only recorded (tests of the endpoint flags).
 	redirect bool
@@ -393,6 +399,9 @@ func runFleetctl(t *testing.T, c *simCluster, r run) result {
 			return ctx.Err()
 		},
 		IsTerminal: func(f any) bool { return r.terminal && f == any(&stderr) },
+	}
+	if r.realFiles {
+		deps.ReadFile = nil
 	}
 	res.code = Main(t.Context(), r.args, deps)
 	res.stdout, res.stderr = stdout.String(), stderr.String()

@@ -56,6 +56,9 @@ text, journalError).`,
 				if err != nil {
 					return err
 				}
+				if err := addReasons(ctx, client, name, reps); err != nil {
+					return err
+				}
 				for _, r := range reps {
 					notActive = notActive || r.SystemdActiveState != systemdActive
 				}
@@ -106,6 +109,13 @@ func unitStatus(ctx context.Context, client API, name string) (reps []*api.UnitS
 			if u.Reason != "" {
 				msg += fmt.Sprintf("\nUnit %s cannot be placed: %s", name, u.Reason)
 			}
+			if states, err := client.UnitStates(ctx, "", name); err == nil {
+				for _, s := range sortedStates(states) {
+					if s.Reason != "" {
+						msg += fmt.Sprintf("\nUnit %s failed on machine %s: %s", name, s.MachineID, s.Reason)
+					}
+				}
+			}
 			return nil, false, &exitError{code: ExitError, msg: msg}
 		}
 		rep, err := client.UnitStatus(ctx, name, "")
@@ -147,6 +157,25 @@ func reportingMachines(ctx context.Context, client API, name string) ([]string, 
 	return ids, nil
 }
 
+// addReasons sets on each report the reason its machine gives for not
+// having applied the unit's last change, if any.
+func addReasons(ctx context.Context, client API, name string, reps []*api.UnitStatusReport) error {
+	states, err := client.UnitStates(ctx, "", name)
+	if err != nil {
+		return failf("Error retrieving states of unit %s: %w", name, err)
+	}
+	reasons := map[string]string{}
+	for _, s := range states {
+		if s.Name == name && s.Reason != "" {
+			reasons[s.MachineID] = s.Reason
+		}
+	}
+	for _, r := range reps {
+		r.Reason = reasons[r.MachineID]
+	}
+	return nil
+}
+
 // apiMessage is the API's own message in err when the API answered, else
 // err's text.
 func apiMessage(err error) string {
@@ -181,6 +210,9 @@ func printStatus(ctx context.Context, w io.Writer, client API, reps []*api.UnitS
 		}
 		if r.JournalError != "" {
 			fmt.Fprintf(w, "Warning: no log lines: %s\n", r.JournalError)
+		}
+		if r.Reason != "" {
+			fmt.Fprintf(w, "Failed: %s\n", r.Reason)
 		}
 	}
 	return nil

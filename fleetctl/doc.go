@@ -35,6 +35,15 @@
 //     as a local file, and for instances as a template in the registry or a
 //     local template file. All arguments are resolved and validated before
 //     anything is created, so an invalid name or unit file changes nothing.
+//     The validation is the API's own (unit.ValidateName and
+//     unit.File.Validate), so fleetctl refuses locally what the API would
+//     refuse. Local files are read only if regular (not a FIFO or a device)
+//     and never beyond unit.MaxContentBytes.
+//   - The command runs under a context that SIGINT and SIGTERM cancel
+//     (cmd/fleetctl); a command that has not ended 5 s later is ended, and
+//     a second signal ends it at once.
+//   - Through --tunnel, requests carry the remote endpoint's host as Host
+//     header: fleetd's TCP listeners refuse names that are not theirs.
 //   - status and journal ask the unit's own machine through the API
 //     (GET /fleet/v1/units/<name>/status and /journal), for a global unit
 //     every machine that reports a state for it.

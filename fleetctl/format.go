@@ -15,7 +15,7 @@ import (
 
 // Field keys of the list commands, in the order help shows them.
 var (
-	unitStateFields = []string{"unit", "load", "active", "sub", "machine", "hash"}
+	unitStateFields = []string{"unit", "load", "active", "sub", "machine", "hash", "reason"}
 	unitFileFields  = []string{"unit", "global", "dstate", "state", "target", "tmachine", "hash", "desc", "reason"}
 	machineFields   = []string{"machine", "ip", "metadata"}
 )
@@ -183,6 +183,8 @@ func formatUnits(states []*api.UnitState, machines []*api.Machine, fields []stri
 				row[i] = machineLegend(s.MachineID, ips[s.MachineID], full)
 			case "hash":
 				row[i] = hashLegend(s.Hash, full)
+			case "reason":
+				row[i] = cell(s.Reason)
 			default:
 				row[i] = emptyCell
 			}

@@ -64,8 +64,11 @@ type Deps struct {
 	Getenv func(string) string
 	// NewAPI makes the API client for an endpoint; nil uses api.NewClient.
 	NewAPI func(endpoint string, opts api.ClientOptions) (API, error)
-	// ReadFile reads local unit files and TLS material; nil uses os.ReadFile.
-	ReadFile func(string) ([]byte, error)
+	// ReadFile reads a local file of at most limit bytes: unit files
+	// (unit.MaxContentBytes) and TLS material. nil reads regular files
+	// only, never more than limit+1 bytes, and never blocks on a FIFO or
+	// a device (readRegularFile).
+	ReadFile func(path string, limit int64) ([]byte, error)
 	// Sleep waits between polls of the cluster state and returns early with
 	// ctx's error when ctx ends; nil uses a timer.
 	Sleep func(ctx context.Context, d time.Duration) error
@@ -94,7 +97,7 @@ func (d Deps) withDefaults() Deps {
 		d.NewAPI = newHTTPClient
 	}
 	if d.ReadFile == nil {
-		d.ReadFile = os.ReadFile
+		d.ReadFile = readRegularFile
 	}
 	if d.Sleep == nil {
 		d.Sleep = sleep

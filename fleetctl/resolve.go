@@ -23,7 +23,7 @@ type unitGetter interface {
 // the registry and falls back to local unit files and templates (spec §2.2).
 type resolver struct {
 	api      unitGetter
-	readFile func(string) ([]byte, error)
+	readFile func(path string, limit int64) ([]byte, error)
 	stdout   io.Writer
 	stderr   io.Writer
 }
@@ -183,14 +183,18 @@ func localPaths(arg, name string) []string {
 }
 
 // readUnitFile reads and parses a local unit file. found is false when
-// nothing (or a directory) is at path.
+// nothing (or a directory) is at path. A file that is not regular (a FIFO,
+// /dev/zero) or larger than unit.MaxContentBytes is refused without being
+// read beyond that limit.
 func (r *resolver) readUnitFile(path string) (f *unit.File, found bool, err error) {
-	data, err := r.readFile(path)
+	data, err := r.readFile(path, unit.MaxContentBytes)
 	switch {
 	case errors.Is(err, fs.ErrNotExist), errors.Is(err, syscall.EISDIR):
 		return nil, false, nil
+	case errors.Is(err, errTooLarge):
+		return nil, true, fmt.Errorf("read unit file: %w, the most a unit may hold", err)
 	case err != nil:
-		return nil, false, fmt.Errorf("read unit file: %w", err)
+		return nil, true, fmt.Errorf("read unit file: %w", err)
 	}
 	f, err = unit.Parse(string(data))
 	if err != nil {

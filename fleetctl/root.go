@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -285,11 +286,18 @@ func (c *cli) api(ctx context.Context) (API, error) {
 		fmt.Fprintf(c.deps.Stderr, "WARNING: multiple endpoints given, only the first one is used: %s\n", first)
 		endpoint = first
 	}
-	tlsConf, err := tlsConfig(c.deps.ReadFile, c.global.keyFile, c.global.certFile, c.global.caFile)
+	readTLS := func(path string) ([]byte, error) { return c.deps.ReadFile(path, maxTLSFileBytes) }
+	tlsConf, err := tlsConfig(readTLS, c.global.keyFile, c.global.certFile, c.global.caFile)
 	if err != nil {
 		return nil, failf("Unable to initialize client: %w", err)
 	}
+	host := ""
 	if c.global.tunnel != "" {
+		// The remote API answers to its own name, not to the tunnel's
+		// local end.
+		if u, err := url.Parse(endpoint); err == nil && (u.Scheme == "http" || u.Scheme == "https") {
+			host = u.Host
+		}
 		endpoint, tlsConf, err = c.openAPITunnel(ctx, endpoint, tlsConf)
 		if err != nil {
 			return nil, failf("Unable to initialize client: %w", err)
@@ -299,6 +307,7 @@ func (c *cli) api(ctx context.Context) (API, error) {
 		Timeout: c.global.requestTimeout,
 		TLS:     tlsConf,
 		Logger:  c.log,
+		Host:    host,
 	})
 	if err != nil {
 		return nil, failf("Unable to initialize client: %w", err)

@@ -678,13 +678,16 @@ func TestAPITunnel(t *testing.T) {
 		args      []string
 		wantExecs []string
 		wantTCP   []string
+		wantHost  string // Host header the client sends
 	}{
-		{name: "tcp endpoint", endpoint: w.c.endpoint, wantTCP: []string{strings.TrimPrefix(w.c.endpoint, "http://")}},
+		{name: "tcp endpoint", endpoint: w.c.endpoint, wantTCP: []string{strings.TrimPrefix(w.c.endpoint, "http://")},
+			wantHost: strings.TrimPrefix(w.c.endpoint, "http://")},
 		{name: "unix endpoint", endpoint: "unix://" + sock, wantExecs: []string{"fleetctl fd-forward " + sock}},
 		// The certificate names example.com, which only the bastion
 		// resolves: the local end of the tunnel is a loopback address.
 		{name: "https endpoint verified by its name", endpoint: "https://" + testTLSName + ":" + tlsPort,
-			args: []string{"--ca-file=/ca.pem"}, wantTCP: []string{testTLSName + ":" + tlsPort}},
+			args: []string{"--ca-file=/ca.pem"}, wantTCP: []string{testTLSName + ":" + tlsPort},
+			wantHost: testTLSName + ":" + tlsPort},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -698,6 +701,9 @@ func TestAPITunnel(t *testing.T) {
 			}
 			if res.endpoint == tc.endpoint {
 				t.Errorf("the client was given the remote endpoint %q, not the tunnel's", res.endpoint)
+			}
+			if res.opts.Host != tc.wantHost {
+				t.Errorf("Host header %q, want the remote API's %q", res.opts.Host, tc.wantHost)
 			}
 			_, execs, _, _, tcpip, _ := w.bastion.seen()
 			if tc.wantExecs != nil && !equalTail(execs, tc.wantExecs) || tc.wantTCP != nil && !equalTail(tcpip, tc.wantTCP) {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/fleet-next/fleet/api"
 	"github.com/fleet-next/fleet/api/localunits"
+	"github.com/fleet-next/fleet/internal/testenv"
 	"github.com/fleet-next/fleet/registry"
 	"github.com/fleet-next/fleet/registry/registrytest"
 	"github.com/fleet-next/fleet/systemd"
@@ -53,9 +54,7 @@ type testHost struct {
 
 func requireRoot(t *testing.T) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("a private systemd --user manager needs root (mount namespace, cgroups)")
-	}
+	testenv.RequireSystemd(t)
 }
 
 // newHostCluster starts n hosts.

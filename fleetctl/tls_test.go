@@ -64,7 +64,7 @@ func TestTLSConfig(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			conf, err := tlsConfig(files, tc.key, tc.cert, tc.ca)
+			conf, err := tlsConfig(func(p string) ([]byte, error) { return files(p, maxTLSFileBytes) }, tc.key, tc.cert, tc.ca)
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Fatalf("tlsConfig() error = %v, want one containing %q", err, tc.wantErr)

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/fleet-next/fleet/internal/pause"
+	"github.com/fleet-next/fleet/internal/retry"
 	"github.com/fleet-next/fleet/registry"
 	"github.com/fleet-next/fleet/unit"
 )
@@ -20,8 +22,9 @@ type Store interface {
 	Register(ctx context.Context, m unit.Machine, instance string, ttl time.Duration) (registry.LeaseID, error)
 	// KeepAlive renews the lease; the channel closes when it is lost.
 	KeepAlive(ctx context.Context, lease registry.LeaseID) (<-chan struct{}, error)
-	// Deregister revokes the lease.
-	Deregister(ctx context.Context, lease registry.LeaseID) error
+	// Deregister replaces the machine record with a leaving record that
+	// lingers for linger, then revokes the lease.
+	Deregister(ctx context.Context, id string, lease registry.LeaseID, linger time.Duration) error
 }
 
 // Config configures a Presence.
@@ -127,7 +130,7 @@ func (p *Presence) set(l registry.LeaseID, why error) {
 
 // Run keeps the machine registered until ctx ends; it returns nil then.
 func (p *Presence) Run(ctx context.Context) error {
-	backoff := 250 * time.Millisecond
+	backoff := retry.Backoff(250*time.Millisecond, max(p.cfg.TTL/2, time.Second))
 	for ctx.Err() == nil {
 		p.beat()
 		rctx, cancel := context.WithTimeout(ctx, p.cfg.TTL)
@@ -138,19 +141,22 @@ func (p *Presence) Run(ctx context.Context) error {
 			if ctx.Err() != nil {
 				break
 			}
+			d := backoff.NextBackOff()
 			var dup *registry.DuplicateMachineError
 			if errors.As(err, &dup) {
 				p.set(0, fmt.Errorf("%w: %v", ErrNotRegistered, err))
 				p.log.Error("refusing to register", "err", err)
 			} else {
-				p.set(0, nil)
-				p.log.Warn("registering machine failed; retrying", "err", err, "in", backoff)
+				// Say why, so that the API's 503 names the cause (an
+				// unreachable store, a certificate it refuses, bad
+				// credentials).
+				p.set(0, fmt.Errorf("%w: %v", ErrNotRegistered, err))
+				p.log.Warn("registering machine failed; retrying", "err", err, "in", d)
 			}
-			sleep(ctx, backoff)
-			backoff = min(backoff*2, max(p.cfg.TTL/2, time.Second))
+			_ = pause.For(ctx, d)
 			continue
 		}
-		backoff = 250 * time.Millisecond
+		backoff.Reset()
 		ka, err := p.store.KeepAlive(ctx, lease)
 		if err != nil {
 			p.log.Warn("keeping machine lease alive failed", "err", err)
@@ -162,10 +168,11 @@ func (p *Presence) Run(ctx context.Context) error {
 			p.cfg.OnLease(lease)
 		}
 		p.hold(ctx, lease, ka)
-		p.set(0, nil)
-		if ctx.Err() == nil {
-			p.log.Warn("machine lease lost; registering again")
+		if ctx.Err() != nil {
+			break // keep the lease: Leave revokes it
 		}
+		p.set(0, nil)
+		p.log.Warn("machine lease lost; registering again")
 	}
 	return nil
 }
@@ -173,7 +180,8 @@ func (p *Presence) Run(ctx context.Context) error {
 // hold follows the lease's keep-alives until the lease is lost, rewriting
 // the machine record on it when SetMachine asks.
 func (p *Presence) hold(ctx context.Context, lease registry.LeaseID, ka <-chan struct{}) {
-	var retry <-chan time.Time
+	var again <-chan time.Time
+	rewriteBackoff := retry.Backoff(250*time.Millisecond, max(p.cfg.TTL/2, time.Second))
 	for {
 		select {
 		case _, ok := <-ka:
@@ -183,9 +191,9 @@ func (p *Presence) hold(ctx context.Context, lease registry.LeaseID, ka <-chan s
 			p.beat()
 			continue
 		case <-p.rewrite:
-		case <-retry:
+		case <-again:
 		}
-		retry = nil
+		again = nil
 		rctx, cancel := context.WithTimeout(ctx, p.cfg.TTL)
 		l, err := p.store.Register(rctx, p.Machine(), p.cfg.Instance, p.cfg.TTL)
 		cancel()
@@ -193,36 +201,31 @@ func (p *Presence) hold(ctx context.Context, lease registry.LeaseID, ka <-chan s
 		case err != nil && ctx.Err() != nil:
 			return
 		case err != nil:
-			p.log.Warn("updating the machine record failed; retrying", "err", err)
-			retry = time.After(time.Second)
+			d := rewriteBackoff.NextBackOff()
+			p.log.Warn("updating the machine record failed; retrying", "err", err, "in", d)
+			again = time.After(d)
 		case l != lease:
 			p.log.Warn("machine lease lost while updating the machine record")
 			return
 		default:
+			rewriteBackoff.Reset()
 			p.log.Info("machine record updated", "metadata", p.Machine().Metadata)
 		}
 	}
 }
 
-// Leave revokes the machine's lease (after Run has returned): the machine,
-// its unit states and its election key leave the store at once.
+// Leave makes the machine leave the cluster (after Run has returned): its
+// lease is revoked, so the machine, its unit states and its election key
+// leave the store at once, and a leaving record tells the engine to move
+// its units without waiting for the loss grace.
 func (p *Presence) Leave(ctx context.Context) error {
 	l := p.Lease()
 	if l == 0 {
 		return nil
 	}
-	if err := p.store.Deregister(ctx, l); err != nil {
+	if err := p.store.Deregister(ctx, p.cfg.Machine.ID, l, p.cfg.TTL); err != nil {
 		return fmt.Errorf("leave the cluster: %w", err)
 	}
 	p.set(0, nil)
 	return nil
-}
-
-func sleep(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
-	}
 }

@@ -2,6 +2,7 @@ package registry
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"maps"
 	"strings"
@@ -12,6 +13,8 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
 
+	"github.com/fleet-next/fleet/internal/pause"
+	"github.com/fleet-next/fleet/internal/retry"
 	"github.com/fleet-next/fleet/unit"
 )
 
@@ -25,6 +28,7 @@ type ClusterView struct {
 	ready    bool
 	units    map[string]unit.Unit
 	machines map[string]machineRecord
+	refused  map[string]map[string]unit.Refusal // unit -> machine -> refusal
 	meta     map[string]map[string]string
 	places   map[string]map[string]unit.Placement
 	reasons  map[string]string
@@ -57,10 +61,23 @@ func (v *ClusterView) Snapshot() (unit.Cluster, bool) {
 		Revision:   v.rev,
 	}
 	for id, rec := range v.machines {
+		if rec.Leaving {
+			if c.Departed == nil {
+				c.Departed = make(map[string]bool)
+			}
+			c.Departed[id] = true
+			continue
+		}
 		c.Machines[id] = machineFromRecord(rec, v.meta[id])
 	}
 	for u, pm := range v.places {
 		c.Placements[u] = maps.Clone(pm)
+	}
+	if len(v.refused) > 0 {
+		c.Refused = make(map[string]map[string]unit.Refusal, len(v.refused))
+		for u, rm := range v.refused {
+			c.Refused[u] = maps.Clone(rm)
+		}
 	}
 	return c, true
 }
@@ -91,13 +108,18 @@ func (v *ClusterView) WaitRevision(ctx context.Context, rev int64) error {
 
 func (v *ClusterView) run(ctx context.Context) {
 	from, end := v.r.keys.engineRange(), prefixEnd(v.r.keys.prefix)
+	backoff := retry.Backoff(250*time.Millisecond, 10*time.Second)
 	for ctx.Err() == nil {
-		resp, err := v.r.cli.Get(ctx, from, clientv3.WithRange(end))
+		// The one read whose size grows with the cluster: not bounded by
+		// the request timeout.
+		resp, err := v.r.cli.Get(unbounded(ctx), from, clientv3.WithRange(end))
 		if err != nil {
-			v.r.log.Warn("reading cluster failed; retrying", "err", err)
-			sleepCtx(ctx, time.Second)
+			d := backoff.NextBackOff()
+			v.r.log.Warn("reading cluster failed; retrying", "err", err, "in", d)
+			_ = pause.For(ctx, d)
 			continue
 		}
+		backoff.Reset()
 		v.reset(resp.Kvs, resp.Header.Revision)
 		err = v.r.watchRange(ctx, from, end, resp.Header.Revision+1, func(w clientv3.WatchResponse) {
 			v.apply(w.Events, w.Header.Revision)
@@ -112,6 +134,7 @@ func (v *ClusterView) reset(kvs []*mvccpb.KeyValue, rev int64) {
 	v.mu.Lock()
 	v.units = make(map[string]unit.Unit)
 	v.machines = make(map[string]machineRecord)
+	v.refused = make(map[string]map[string]unit.Refusal)
 	v.meta = make(map[string]map[string]string)
 	v.places = make(map[string]map[string]unit.Placement)
 	v.reasons = make(map[string]string)
@@ -183,6 +206,19 @@ func (v *ClusterView) put(kv *mvccpb.KeyValue) {
 		}
 	case strings.HasPrefix(key, k.reasons()):
 		v.reasons[strings.TrimPrefix(key, k.reasons())] = string(kv.Value)
+	case strings.HasPrefix(key, k.refusals()):
+		if u, m, ok := split2(strings.TrimPrefix(key, k.refusals())); ok {
+			var rec refusalRecord
+			if err = json.Unmarshal(kv.Value, &rec); err == nil {
+				var h unit.Hash
+				if h, err = unit.ParseHash(rec.Hash); err == nil {
+					if v.refused[u] == nil {
+						v.refused[u] = make(map[string]unit.Refusal)
+					}
+					v.refused[u][m] = unit.Refusal{Hash: h, Reason: rec.Reason}
+				}
+			}
+		}
 	}
 	if err != nil {
 		v.r.log.Warn("skipping undecodable key", "key", key, "err", err)
@@ -210,6 +246,13 @@ func (v *ClusterView) del(key string) {
 		}
 	case strings.HasPrefix(key, k.reasons()):
 		delete(v.reasons, strings.TrimPrefix(key, k.reasons()))
+	case strings.HasPrefix(key, k.refusals()):
+		if u, m, ok := split2(strings.TrimPrefix(key, k.refusals())); ok {
+			delete(v.refused[u], m)
+			if len(v.refused[u]) == 0 {
+				delete(v.refused, u)
+			}
+		}
 	}
 }
 

@@ -22,6 +22,9 @@ type ConnectConfig struct {
 	// Observer, if set, receives a report of every etcd request (see
 	// Instrument).
 	Observer Observer
+	// RequestTimeout bounds every request (etcd_request_timeout); watches
+	// and lease keep-alive streams are not requests. 0 = unbounded.
+	RequestTimeout time.Duration
 	// Prefix is the key prefix ("" = DefaultPrefix).
 	Prefix string
 	Logger *slog.Logger
@@ -68,6 +71,9 @@ func Connect(cfg ConnectConfig) (*Etcd, error) {
 	cli, err := clientv3.New(cc)
 	if err != nil {
 		return nil, fmt.Errorf("create etcd client: %w", err)
+	}
+	if cfg.RequestTimeout > 0 {
+		bound(cli, cfg.RequestTimeout)
 	}
 	if cfg.Observer != nil {
 		Instrument(cli, cfg.Observer)

@@ -13,6 +13,7 @@ const DefaultPrefix = "/_coreos.com/fleet/"
 //	P machines/<machine>           presence: ID, IP, metadata, version; on the machine lease (agent)
 //	P metadata/<machine>/<key>     dynamic metadata set through the API                (API)
 //	P reasons/<unit>               why a unit cannot be placed                         (engine)
+//	P refusals/<unit>/<machine>    a machine refused a version of a unit; on the machine lease (agent)
 //	P schedule/<machine>/<unit>    placement: hash, desired state, contents           (engine; watched by that machine's agent only)
 //	P units/<unit>                 unit record: name, desired state, contents, hash  (API)
 //
@@ -36,8 +37,12 @@ func (k keys) schedule(machine string) string { return k.schedules() + machine +
 func (k keys) placement(machine, unit string) string {
 	return k.schedule(machine) + unit
 }
-func (k keys) reasons() string                   { return k.prefix + "reasons/" }
-func (k keys) reason(unit string) string         { return k.reasons() + unit }
+func (k keys) reasons() string           { return k.prefix + "reasons/" }
+func (k keys) reason(unit string) string { return k.reasons() + unit }
+func (k keys) refusals() string          { return k.prefix + "refusals/" }
+func (k keys) refusal(unit, machine string) string {
+	return k.refusals() + unit + "/" + machine
+}
 func (k keys) machines() string                  { return k.prefix + "machines/" }
 func (k keys) machine(id string) string          { return k.machines() + id }
 func (k keys) states() string                    { return k.prefix + "agent-states/" }

@@ -15,6 +15,7 @@ func TestEngineRangeHoldsExactlyTheEngineInputs(t *testing.T) {
 		{"unit", k.unit("a.service"), true},
 		{"placement", k.placement("m1", "a.service"), true},
 		{"reason", k.reason("a.service"), true},
+		{"refusal", k.refusal("a.service", "m1"), true},
 		{"machine", k.machine("m1"), true},
 		{"dynamic metadata", k.metadataKey("m1", "region"), true},
 		{"agent state", k.state("a.service", "m1"), false},

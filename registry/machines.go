@@ -2,6 +2,7 @@ package registry
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"sort"
 	"strings"
@@ -49,6 +50,14 @@ func (r *Etcd) Register(ctx context.Context, m unit.Machine, instance string, tt
 		if len(resp.Kvs) > 0 {
 			kv := resp.Kvs[0]
 			rec, err := decodeMachine(kv.Value)
+			if err == nil && rec.Leaving {
+				// A machine that left cleanly: the ID is free again.
+				if _, err := r.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(key), "=", kv.ModRevision)).
+					Then(clientv3.OpDelete(key)).Commit(); err != nil {
+					return 0, storeErr("remove the record of a machine that left", err)
+				}
+				continue
+			}
 			if err != nil || rec.Instance != instance {
 				return 0, &DuplicateMachineError{ID: m.ID, PublicIP: rec.PublicIP}
 			}
@@ -109,9 +118,24 @@ func (r *Etcd) KeepAlive(ctx context.Context, lease LeaseID) (<-chan struct{}, e
 	return beats, nil
 }
 
-// Deregister revokes the machine lease: presence and every state published
-// on it disappear at once.
-func (r *Etcd) Deregister(ctx context.Context, lease LeaseID) error {
+// Deregister makes machine id leave the cluster: its record is replaced by
+// a leaving record (on a lease of its own that expires after linger, so
+// that the engine learns the machine left rather than vanished), then its
+// lease is revoked, so that its presence, every state it published and
+// its election key disappear at once.
+func (r *Etcd) Deregister(ctx context.Context, id string, lease LeaseID, linger time.Duration) error {
+	key := r.keys.machine(id)
+	grant, err := r.cli.Grant(ctx, int64(max((linger+time.Second-1)/time.Second, 1)))
+	if err != nil {
+		return storeErr("grant lease of the leaving record", err)
+	}
+	val, err := json.Marshal(machineRecord{ID: id, Leaving: true})
+	if err != nil {
+		return fmt.Errorf("encode leaving record: %w", err)
+	}
+	if _, err := r.cli.Put(ctx, key, string(val), clientv3.WithLease(grant.ID)); err != nil {
+		return storeErr("mark machine leaving", err)
+	}
 	if _, err := r.cli.Revoke(ctx, clientv3.LeaseID(lease)); err != nil {
 		return storeErr("revoke machine lease", err)
 	}
@@ -135,6 +159,9 @@ func (r *Etcd) Machines(ctx context.Context) ([]unit.Machine, error) {
 		if err != nil {
 			r.log.Warn("skipping undecodable machine", "key", string(kv.Key), "err", err)
 			continue
+		}
+		if rec.Leaving {
+			continue // it left the cluster
 		}
 		out = append(out, machineFromRecord(rec, dyn[rec.ID]))
 	}
@@ -174,7 +201,9 @@ func machineFromRecord(rec machineRecord, dyn map[string]string) unit.Machine {
 	return unit.Machine{ID: rec.ID, PublicIP: rec.PublicIP, Metadata: md, Version: rec.Version, APIURL: rec.APIURL}
 }
 
-// SetMachineMetadata applies all changes in one transaction. A removal is
+// SetMachineMetadata applies all changes in one transaction, if every
+// machine they name is registered (live); otherwise it changes nothing and
+// returns a not-found error naming the first missing machine. A removal is
 // stored as an empty value so that it also hides metadata from the
 // machine's configuration, as in fleet.
 func (r *Etcd) SetMachineMetadata(ctx context.Context, ops []unit.MetadataChange) error {
@@ -184,14 +213,7 @@ func (r *Etcd) SetMachineMetadata(ctx context.Context, ops []unit.MetadataChange
 	if len(ops) > maxTxnOps {
 		return fmt.Errorf("too many metadata changes in one request: %d (max %d)", len(ops), maxTxnOps)
 	}
-	txn := make([]clientv3.Op, 0, len(ops))
-	for _, op := range ops {
-		txn = append(txn, clientv3.OpPut(r.keys.metadataKey(op.MachineID, op.Key), op.Value))
-	}
-	if _, err := r.cli.Txn(ctx).Then(txn...).Commit(); err != nil {
-		return storeErr("store machine metadata", err)
-	}
-	return nil
+	return r.setMachineMetadata(ctx, ops)
 }
 
 // PublishState writes one unit state on the machine lease.
@@ -210,6 +232,20 @@ func (r *Etcd) PublishState(ctx context.Context, lease LeaseID, s unit.State) er
 func (r *Etcd) DeleteState(ctx context.Context, name, machineID string) error {
 	if _, err := r.cli.Delete(ctx, r.keys.state(name, machineID)); err != nil {
 		return storeErr("delete state of "+name, err)
+	}
+	return nil
+}
+
+// PublishRefusal records, on the machine lease, that machineID refuses the
+// version h of unit name, and why; the engine places that version
+// elsewhere.
+func (r *Etcd) PublishRefusal(ctx context.Context, lease LeaseID, name, machineID string, h unit.Hash, reason string) error {
+	b, err := json.Marshal(refusalRecord{Hash: h.String(), Reason: reason})
+	if err != nil {
+		return fmt.Errorf("encode refusal of %s: %w", name, err)
+	}
+	if _, err := r.cli.Put(ctx, r.keys.refusal(name, machineID), string(b), clientv3.WithLease(clientv3.LeaseID(lease))); err != nil {
+		return storeErr("publish refusal of "+name, err)
 	}
 	return nil
 }

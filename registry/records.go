@@ -37,6 +37,10 @@ type machineRecord struct {
 	Instance string `json:"instance,omitempty"`
 	// APIURL is where the machine's own API answers (http://host:port).
 	APIURL string `json:"apiURL,omitempty"`
+	// Leaving marks the record a machine leaves behind when it leaves the
+	// cluster cleanly: it is not a live machine, and tells the engine to
+	// move its units without waiting for the loss grace.
+	Leaving bool `json:"leaving,omitempty"`
 }
 
 type stateRecord struct {
@@ -47,6 +51,7 @@ type stateRecord struct {
 	MainPID     uint32    `json:"mainPID,omitempty"`
 	Current     string    `json:"state"`
 	Since       time.Time `json:"since"`
+	Reason      string    `json:"reason,omitempty"`
 }
 
 func encodeUnit(u unit.Unit) ([]byte, error) {
@@ -96,7 +101,7 @@ func decodeMachine(b []byte) (machineRecord, error) {
 
 func encodeState(s unit.State) ([]byte, error) {
 	return json.Marshal(stateRecord{Hash: s.Hash.String(), LoadState: s.LoadState, ActiveState: s.ActiveState,
-		SubState: s.SubState, MainPID: s.MainPID, Current: string(s.Current), Since: s.Since.UTC()})
+		SubState: s.SubState, MainPID: s.MainPID, Current: string(s.Current), Since: s.Since.UTC(), Reason: s.Reason})
 }
 
 func decodeState(name, machine string, b []byte) (unit.State, error) {
@@ -107,7 +112,7 @@ func decodeState(name, machine string, b []byte) (unit.State, error) {
 	h, _ := unit.ParseHash(r.Hash) // a state may be published before a hash is known
 	return unit.State{Name: name, MachineID: machine, Hash: h,
 		SystemdState: unit.SystemdState{LoadState: r.LoadState, ActiveState: r.ActiveState, SubState: r.SubState, MainPID: r.MainPID},
-		Current:      unit.FleetState(r.Current), Since: r.Since}, nil
+		Current:      unit.FleetState(r.Current), Since: r.Since, Reason: r.Reason}, nil
 }
 
 // marshalPlain is json.Marshal without HTML escaping: a unit's '<', '>' and
@@ -121,4 +126,9 @@ func marshalPlain(v any) ([]byte, error) {
 		return nil, err
 	}
 	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+}
+
+type refusalRecord struct {
+	Hash   string `json:"hash"`
+	Reason string `json:"reason"`
 }

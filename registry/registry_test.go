@@ -1,8 +1,12 @@
 package registry_test
 
 import (
+	clientv3 "go.etcd.io/etcd/client/v3"
+
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -108,8 +112,10 @@ func TestRegisterDuplicateAndTakeover(t *testing.T) {
 	if _, has := ms[0].Metadata["region"]; has || ms[0].Metadata["disk"] != "ssd" {
 		t.Errorf("merged metadata = %v, want disk=ssd only", ms[0].Metadata)
 	}
-	// Deregistering drops presence and states together.
-	if err := r.Deregister(ctx, lease); err != nil {
+	// Deregistering drops presence and states together, and leaves a
+	// leaving record that the engine's view reports as departed.
+	view := r.FollowCluster(ctx)
+	if err := r.Deregister(ctx, "m1", lease, 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	if ms, _ := r.Machines(ctx); len(ms) != 0 {
@@ -117,6 +123,28 @@ func TestRegisterDuplicateAndTakeover(t *testing.T) {
 	}
 	if st, _ := r.States(ctx, "", ""); len(st) != 0 {
 		t.Errorf("states after deregister: %+v", st)
+	}
+	for {
+		snap, ok := view.Snapshot()
+		if ok && snap.Departed["m1"] {
+			if _, live := snap.Machines["m1"]; live {
+				t.Errorf("departed machine still live in the view: %+v", snap.Machines)
+			}
+			break
+		}
+		select {
+		case <-view.Changed():
+		case <-ctx.Done():
+			t.Fatalf("view never reported m1 departed: %+v", snap)
+		}
+	}
+	// The ID is free again: the same machine (or another installation)
+	// registers at once.
+	if _, err := r.Register(ctx, unit.Machine{ID: "m1"}, "other-install", 5*time.Second); err != nil {
+		t.Fatalf("register after leaving: %v", err)
+	}
+	if ms, _ := r.Machines(ctx); len(ms) != 1 {
+		t.Errorf("machines after registering again: %+v", ms)
 	}
 }
 
@@ -192,5 +220,71 @@ func TestScheduleWatchAndFencing(t *testing.T) {
 		case <-deadline:
 			t.Fatal("schedule never reached 301 placements")
 		}
+	}
+}
+
+// TestApplyRemovalsFirstAndSizedByBytes: a plan larger than one
+// transaction commits every removal before any placement, and placements
+// whose contents together exceed etcd's request limit are split so that
+// every transaction is accepted.
+func TestApplyRemovalsFirstAndSizedByBytes(t *testing.T) {
+	ctx := ctxT(t)
+	e := registrytest.StartEtcd(t)
+	r := e.Registry(t)
+	lease, err := r.Register(ctx, unit.Machine{ID: "m1"}, "i1", 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := r.Campaign(ctx, "m1", lease)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Resign(ctx)
+	place := func(name, content string) unit.Placement {
+		return unit.Placement{Unit: name, Machine: "m1", Hash: unit.HashOf(content), Desired: unit.StateLaunched, Content: content}
+	}
+	var old []registry.ScheduleChange
+	for i := range 300 {
+		old = append(old, registry.Place(place(fmt.Sprintf("old-%03d.service", i), "x")))
+	}
+	if _, err := l.Apply(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	events := e.Client(t).Watch(ctx, registry.DefaultPrefix+"schedule/m1/", clientv3.WithPrefix())
+	// 300 removals and placements of three units of 500 KiB each (1.5 MB
+	// together, above etcd's 1.5 MiB request limit with the keys), mixed.
+	big := strings.Repeat("y", 500<<10)
+	var plan []registry.ScheduleChange
+	for i := range 300 {
+		plan = append(plan, registry.Unplace(place(fmt.Sprintf("old-%03d.service", i), "x")))
+		if i%100 == 0 {
+			plan = append(plan, registry.Place(place(fmt.Sprintf("big-%d.service", i), big)))
+		}
+	}
+	if _, err := l.Apply(ctx, plan); err != nil {
+		t.Fatalf("Apply: %v", err)
+	}
+	var lastDelete, firstPut int64
+	deletes, puts := 0, 0
+	for deletes < 300 || puts < 3 {
+		resp, ok := <-events
+		if !ok {
+			t.Fatalf("watch ended after %d deletes and %d puts", deletes, puts)
+		}
+		for _, ev := range resp.Events {
+			rev := ev.Kv.ModRevision
+			if ev.Type == clientv3.EventTypeDelete {
+				deletes++
+				lastDelete = max(lastDelete, rev)
+			} else {
+				puts++
+				if firstPut == 0 || rev < firstPut {
+					firstPut = rev
+				}
+			}
+		}
+	}
+	if firstPut <= lastDelete {
+		t.Errorf("a placement committed at revision %d, before the last removal at %d", firstPut, lastDelete)
 	}
 }

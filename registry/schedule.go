@@ -12,6 +12,8 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/fleet-next/fleet/internal/pause"
+	"github.com/fleet-next/fleet/internal/retry"
 	"github.com/fleet-next/fleet/unit"
 )
 
@@ -26,13 +28,16 @@ func (r *Etcd) WatchSchedule(ctx context.Context, machineID string) <-chan map[s
 	go func() {
 		defer close(out)
 		prefix := r.keys.schedule(machineID)
+		backoff := retry.Backoff(250*time.Millisecond, 10*time.Second)
 		for ctx.Err() == nil {
 			cur, rev, err := r.readSchedule(ctx, prefix, machineID)
 			if err != nil {
-				r.log.Warn("reading machine schedule failed; retrying", "err", err)
-				sleepCtx(ctx, time.Second)
+				d := backoff.NextBackOff()
+				r.log.Warn("reading machine schedule failed; retrying", "err", err, "in", d)
+				_ = pause.For(ctx, d)
 				continue
 			}
+			backoff.Reset()
 			sendLatest(out, maps.Clone(cur))
 			err = r.watchPrefix(ctx, prefix, rev+1, func(evs []*clientv3.Event) {
 				for _, ev := range evs {
@@ -115,14 +120,5 @@ func sendLatest[T any](ch chan T, v T) {
 		case <-ch:
 		default:
 		}
-	}
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
 	}
 }

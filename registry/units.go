@@ -2,7 +2,9 @@ package registry
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -339,4 +341,94 @@ func (r *Etcd) scanStates(ctx context.Context, unitName, machineID, after string
 		}
 		from = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
 	}
+}
+
+// CreateUnitIf stores u, replacing any unit of the same name, if check
+// accepts the units stored now (all of them, the one named u.Name
+// included). The check and the write are one transaction: the write
+// happens only if no unit was stored or replaced since the read the check
+// saw, and otherwise the units are read and checked again. So two writers
+// can never both pass a check that the other's write would have failed
+// (two units replacing each other, stored at once). check must not block;
+// its error is returned as it is.
+func (r *Etcd) CreateUnitIf(ctx context.Context, u unit.Unit, check func(stored []unit.Unit) error) error {
+	if u.Desired == "" {
+		u.Desired = unit.StateInactive
+	}
+	b, err := encodeUnit(u)
+	if err != nil {
+		return fmt.Errorf("encode unit %s: %w", u.Name, err)
+	}
+	for {
+		resp, err := r.cli.Get(ctx, r.keys.units(), clientv3.WithPrefix())
+		if err != nil {
+			return storeErr("read units", err)
+		}
+		stored := make([]unit.Unit, 0, len(resp.Kvs))
+		for _, kv := range resp.Kvs {
+			su, err := decodeUnit(kv.Value, kv.CreateRevision)
+			if err != nil {
+				return fmt.Errorf("key %s: %w", kv.Key, err)
+			}
+			stored = append(stored, su)
+		}
+		if err := check(stored); err != nil {
+			return err
+		}
+		unchanged := clientv3.Compare(clientv3.ModRevision(r.keys.units()), "<", resp.Header.Revision+1).
+			WithPrefix()
+		tr, err := r.cli.Txn(ctx).If(unchanged).Then(clientv3.OpPut(r.keys.unit(u.Name), string(b))).Commit()
+		if err != nil {
+			return storeErr("store unit "+u.Name, err)
+		}
+		if tr.Succeeded {
+			return nil
+		}
+	}
+}
+
+// setMachineMetadata writes ops in one transaction that also requires
+// every machine they name to be registered. A key changed twice takes the
+// last change.
+func (r *Etcd) setMachineMetadata(ctx context.Context, ops []unit.MetadataChange) error {
+	var machines []string
+	for _, op := range ops {
+		if !slices.Contains(machines, op.MachineID) {
+			machines = append(machines, op.MachineID)
+		}
+	}
+	conds := make([]clientv3.Cmp, 0, len(machines))
+	reads := make([]clientv3.Op, 0, len(machines))
+	for _, id := range machines {
+		conds = append(conds, clientv3.Compare(clientv3.CreateRevision(r.keys.machine(id)), ">", 0))
+		reads = append(reads, clientv3.OpGet(r.keys.machine(id), clientv3.WithKeysOnly()))
+	}
+	// A key changed twice takes the last change, as if the changes were
+	// applied in order (etcd refuses a transaction writing a key twice).
+	puts := make([]clientv3.Op, 0, len(ops))
+	at := make(map[string]int, len(ops))
+	for _, op := range ops {
+		key := r.keys.metadataKey(op.MachineID, op.Key)
+		put := clientv3.OpPut(key, op.Value)
+		if i, seen := at[key]; seen {
+			puts[i] = put
+			continue
+		}
+		at[key] = len(puts)
+		puts = append(puts, put)
+	}
+	tr, err := r.cli.Txn(ctx).If(conds...).Then(puts...).Else(reads...).Commit()
+	if err != nil {
+		return storeErr("store machine metadata", err)
+	}
+	if tr.Succeeded {
+		return nil
+	}
+	for i, id := range machines {
+		if len(tr.Responses[i].GetResponseRange().Kvs) == 0 {
+			return &notFoundError{what: fmt.Sprintf("machine %s", id)}
+		}
+	}
+	// The comparisons and the reads see one revision.
+	return errors.New("store machine metadata: a machine was missing, yet every machine was read")
 }

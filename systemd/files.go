@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	sd "github.com/coreos/go-systemd/v22/dbus"
 	"github.com/fleet-next/fleet/unit"
 )
 
@@ -108,4 +109,39 @@ func (m *Manager) unitPath(name string) (string, error) {
 		return "", fmt.Errorf("invalid unit file name %q", name)
 	}
 	return filepath.Join(m.unitsDir, name), nil
+}
+
+// HostUnit returns where the host defines name outside the units
+// directory, or "" if only fleet does (or nobody). It asks systemd for the
+// unit's LoadState and FragmentPath: a unit systemd finds (loaded, or
+// failing to load) whose file is not fleet's, a masked unit and a unit
+// with no file (transient, generated) all belong to the host.
+func (m *Manager) HostUnit(ctx context.Context, name string) (string, error) {
+	var props map[string]any
+	err := m.call(ctx, func(c *sd.Conn) (err error) {
+		props, err = c.GetUnitPropertiesContext(ctx, name)
+		return err
+	})
+	if err != nil {
+		if dbusErrorName(err) == errNameNoSuchUnit {
+			return "", nil
+		}
+		return "", unitError("get properties of", name, err)
+	}
+	load, _ := props["LoadState"].(string)
+	frag, _ := props["FragmentPath"].(string)
+	switch {
+	case load == "not-found" || load == "":
+		return "", nil
+	case load == "masked":
+		return "masked", nil
+	case frag == "":
+		return "a unit without a file (transient or generated)", nil
+	}
+	if real, err := filepath.EvalSymlinks(frag); err == nil {
+		if dir, err := filepath.EvalSymlinks(m.unitsDir); err == nil && filepath.Dir(real) == dir {
+			return "", nil // fleet's own
+		}
+	}
+	return frag, nil
 }

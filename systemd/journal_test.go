@@ -6,12 +6,12 @@ import (
 	"io"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/fleet-next/fleet/internal/testenv"
 	"github.com/fleet-next/fleet/systemd"
 )
 
@@ -26,15 +26,6 @@ func fakeJournaldSocket(t *testing.T) string {
 		t.Fatalf("bind %s: %v", p, err)
 	}
 	t.Cleanup(func() { _ = c.Close() })
-	return p
-}
-
-func requireJournalctl(t *testing.T) string {
-	t.Helper()
-	p, err := exec.LookPath("journalctl")
-	if err != nil {
-		t.Skip("journalctl is not installed")
-	}
 	return p
 }
 
@@ -81,7 +72,7 @@ func TestJournalUnavailable(t *testing.T) {
 // TestJournalDefaultSocket checks the default configuration against this
 // host: without journald's socket Read must say so; with it, Read must run.
 func TestJournalDefaultSocket(t *testing.T) {
-	requireJournalctl(t)
+	testenv.LookPath(t, "journalctl")
 	rc, err := systemd.NewJournal(systemd.JournalConfig{}).Read(t.Context(), "fleet-test-none.service",
 		systemd.JournalOptions{Lines: 1, Quiet: true})
 	if _, statErr := os.Stat(systemd.DefaultJournalSocket); statErr != nil {
@@ -105,7 +96,7 @@ func TestJournalDefaultSocket(t *testing.T) {
 // TestJournalRunsJournalctl runs the real journalctl with the arguments
 // Read builds, for a unit that has no entries.
 func TestJournalRunsJournalctl(t *testing.T) {
-	requireJournalctl(t)
+	testenv.LookPath(t, "journalctl")
 	sock := fakeJournaldSocket(t)
 	tests := []struct {
 		name      string
@@ -152,7 +143,7 @@ func TestJournalRunsJournalctl(t *testing.T) {
 // never ends by itself, ends when the stream is closed or ctx ends, and
 // that neither is reported as a failure.
 func TestJournalFollowEnds(t *testing.T) {
-	requireJournalctl(t)
+	testenv.LookPath(t, "journalctl")
 	j := systemd.NewJournal(systemd.JournalConfig{Socket: fakeJournaldSocket(t)})
 	tests := []struct {
 		name string

@@ -29,15 +29,34 @@ type Config struct {
 }
 
 // Manager drives one systemd manager and a units directory.
+//
+// Its connection is re-established when it is lost (the manager or the bus
+// restarted): a call made while systemd cannot be reached fails with an
+// error matching ErrUnavailable, and the next call dials again. Watches do
+// not reconnect; they end, and the caller starts a new one.
 type Manager struct {
-	conn     *sd.Conn
 	dial     dialer
 	unitsDir string
 	log      *slog.Logger
 
+	mu   sync.Mutex    // guards conn and gone
+	conn *sd.Conn      // nil after a failed redial
+	gone chan struct{} // closed when conn is replaced or closed
+
 	done      chan struct{} // closed by Close; ends watches and job waiters
 	closeOnce sync.Once
 }
+
+// ErrUnavailable is matched (errors.Is) by errors of calls made while the
+// systemd manager cannot be reached. Such errors also have a method
+// Unavailable() bool that returns true, for callers that do not import
+// this package.
+var ErrUnavailable error = unavailableError{}
+
+type unavailableError struct{}
+
+func (unavailableError) Error() string     { return "systemd unavailable" }
+func (unavailableError) Unavailable() bool { return true }
 
 // New connects to the manager cfg selects and prepares the units directory.
 // ctx bounds connecting only, not the connection's lifetime.
@@ -59,19 +78,14 @@ func New(ctx context.Context, cfg Config) (*Manager, error) {
 	case cfg.User:
 		d = dialer{kind: busSession}
 	}
-	conn, err := sd.NewConnection(func() (*dbus.Conn, error) { return d.dial(ctx) })
+	conn, err := connect(ctx, d)
 	if err != nil {
-		return nil, fmt.Errorf("connect to systemd: %w", err)
-	}
-	// Systemd emits job results (and unit signals) on a bus only while some
-	// client is subscribed; the result channels of Start and Stop need them.
-	if err := callCtx(ctx, conn.Subscribe, conn.Close); err != nil {
-		conn.Close()
-		return nil, fmt.Errorf("subscribe to systemd: %w", err)
+		return nil, err
 	}
 	logger.Debug("connected to systemd", "bus", d.String())
 	return &Manager{
 		conn:     conn,
+		gone:     make(chan struct{}),
 		dial:     d,
 		unitsDir: cfg.UnitsDir,
 		log:      logger,
@@ -79,11 +93,75 @@ func New(ctx context.Context, cfg Config) (*Manager, error) {
 	}, nil
 }
 
+// connect opens the manager's main connection and subscribes to it.
+func connect(ctx context.Context, d dialer) (*sd.Conn, error) {
+	conn, err := sd.NewConnection(func() (*dbus.Conn, error) { return d.dial(ctx) })
+	if err != nil {
+		return nil, fmt.Errorf("connect to systemd: %w: %w", ErrUnavailable, err)
+	}
+	// Systemd emits job results (and unit signals) on a bus only while some
+	// client is subscribed; the result channels of Start and Stop need them.
+	if err := callCtx(ctx, conn.Subscribe, conn.Close); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("subscribe to systemd: %w: %w", ErrUnavailable, err)
+	}
+	return conn, nil
+}
+
+// c returns a live connection, dialing again if the last one was lost, and
+// a channel closed when that connection is given up.
+func (m *Manager) c(ctx context.Context) (*sd.Conn, <-chan struct{}, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	select {
+	case <-m.done:
+		return nil, nil, fmt.Errorf("%w: manager closed", ErrUnavailable)
+	default:
+	}
+	if m.conn != nil && m.conn.Connected() {
+		return m.conn, m.gone, nil
+	}
+	if m.conn != nil {
+		m.conn.Close()
+		m.conn = nil
+		close(m.gone)
+		m.gone = make(chan struct{})
+		m.log.Warn("connection to systemd lost; reconnecting", "bus", m.dial.String())
+	}
+	conn, err := connect(ctx, m.dial)
+	if err != nil {
+		return nil, nil, err
+	}
+	m.conn = conn
+	m.log.Info("reconnected to systemd", "bus", m.dial.String())
+	return m.conn, m.gone, nil
+}
+
+// call runs f on a live connection. An error on a connection that has
+// since dropped is reported as ErrUnavailable.
+func (m *Manager) call(ctx context.Context, f func(conn *sd.Conn) error) error {
+	conn, _, err := m.c(ctx)
+	if err != nil {
+		return err
+	}
+	err = f(conn)
+	if err != nil && !conn.Connected() {
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return err
+}
+
 // Close ends the connection and every Watch. It is idempotent.
 func (m *Manager) Close() error {
 	m.closeOnce.Do(func() {
 		close(m.done)
-		m.conn.Close()
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		if m.conn != nil {
+			m.conn.Close()
+			m.conn = nil
+			close(m.gone)
+		}
 	})
 	return nil
 }
@@ -212,9 +290,11 @@ const (
 func unstick(ctx context.Context, conn *dbus.Conn) error {
 	obj := conn.Object(sdService, sdPath)
 	const ping = "org.freedesktop.DBus.Peer.Ping"
-	if err := obj.CallWithContext(ctx, ping, dbus.FlagNoReplyExpected).Err; err != nil {
-		return err
-	}
+	// The throwaway Ping expects its reply but does not wait long for it:
+	// godbus can block forever on a no-reply call whose connection closes.
+	tctx, cancel := context.WithTimeout(ctx, unstickWait)
+	_ = obj.CallWithContext(tctx, ping, 0).Err
+	cancel()
 	var err error
 	for range unstickAttempts {
 		pctx, cancel := context.WithTimeout(ctx, unstickWait)

@@ -15,6 +15,7 @@ import (
 	"github.com/godbus/dbus/v5"
 
 	"github.com/fleet-next/fleet/agent"
+	"github.com/fleet-next/fleet/internal/testenv"
 	"github.com/fleet-next/fleet/systemd"
 	"github.com/fleet-next/fleet/systemd/launch"
 	"github.com/fleet-next/fleet/systemd/systemdtest"
@@ -25,17 +26,10 @@ var _ agent.UnitManager = (*systemd.Manager)(nil)
 
 const testTimeout = 60 * time.Second
 
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("a private systemd --user manager needs root (mount namespace, cgroups)")
-	}
-}
-
 // startHost starts a private manager for the test and stops it at cleanup.
 func startHost(t *testing.T) *launch.Manager {
 	t.Helper()
-	requireRoot(t)
+	testenv.RequireSystemd(t)
 	ctx, cancel := context.WithTimeout(t.Context(), testTimeout)
 	defer cancel()
 	lm, err := launch.Start(ctx, launch.Options{})
@@ -78,18 +72,74 @@ func newManager(t *testing.T) (*systemd.Manager, *launch.Manager) {
 }
 
 func TestContractPrivateSocket(t *testing.T) {
-	systemdtest.Run(t, func(t *testing.T) agent.UnitManager {
-		m, _ := newManager(t)
-		return m
+	systemdtest.Run(t, func(t *testing.T) systemdtest.Subject {
+		h := startRestartableHost(t)
+		m := connect(t, systemd.Config{UnitsDir: filepath.Join(t.TempDir(), "units"), PrivateSocket: h.lm.PrivateSocket()})
+		return systemdtest.Subject{Manager: m, Restart: h.restart, HostUnit: "dbus.socket"}
 	})
 }
 
 func TestContractSessionBus(t *testing.T) {
-	systemdtest.Run(t, func(t *testing.T) agent.UnitManager {
-		lm := startHost(t)
-		t.Setenv("DBUS_SESSION_BUS_ADDRESS", "unix:path="+filepath.Join(lm.RuntimeDir(), "bus"))
-		return connect(t, systemd.Config{UnitsDir: filepath.Join(t.TempDir(), "units"), User: true})
+	systemdtest.Run(t, func(t *testing.T) systemdtest.Subject {
+		h := startRestartableHost(t)
+		t.Setenv("DBUS_SESSION_BUS_ADDRESS", "unix:path="+filepath.Join(h.lm.RuntimeDir(), "bus"))
+		m := connect(t, systemd.Config{UnitsDir: filepath.Join(t.TempDir(), "units"), User: true})
+		return systemdtest.Subject{Manager: m, Restart: h.restart, HostUnit: "dbus.socket"}
 	})
+}
+
+// restartableHost is a private manager on a runtime directory of its own,
+// which a restart keeps (as a host keeps /run across a restart of its
+// manager).
+type restartableHost struct {
+	dir string
+	lm  *launch.Manager
+}
+
+func startRestartableHost(t *testing.T) *restartableHost {
+	t.Helper()
+	testenv.RequireSystemd(t)
+	dir, err := os.MkdirTemp("", "sdr-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &restartableHost{dir: dir}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+		defer cancel()
+		if h.lm != nil {
+			if err := h.lm.Stop(ctx); err != nil {
+				t.Errorf("launch Stop: %v", err)
+			}
+		}
+		if err := os.RemoveAll(dir); err != nil {
+			t.Errorf("remove %s: %v", dir, err)
+		}
+	})
+	h.start(t)
+	return h
+}
+
+func (h *restartableHost) start(t *testing.T) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), testTimeout)
+	defer cancel()
+	lm, err := launch.Start(ctx, launch.Options{Dir: h.dir})
+	if err != nil {
+		t.Fatalf("launch.Start: %v", err)
+	}
+	h.lm = lm
+}
+
+func (h *restartableHost) restart(t *testing.T) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), testTimeout)
+	defer cancel()
+	if err := h.lm.Stop(ctx); err != nil {
+		t.Fatalf("stop the manager: %v", err)
+	}
+	h.lm = nil
+	h.start(t)
 }
 
 // systemctl runs `systemctl --user args...` inside lm's mount namespace,
@@ -220,7 +270,6 @@ func TestUnitFileNames(t *testing.T) {
 }
 
 func TestWriteUnitFileLeavesOnlyTheFile(t *testing.T) {
-	requireRoot(t)
 	lm := startHost(t)
 	dir := filepath.Join(t.TempDir(), "a", "units")
 	m := connect(t, systemd.Config{UnitsDir: dir, PrivateSocket: lm.PrivateSocket()})
@@ -386,9 +435,7 @@ func TestNewFailsWithoutManager(t *testing.T) {
 // 200 run (one MainPID lookup each). Idle units dominate: systemd loads and
 // unloads each of them again on every call.
 func BenchmarkStates(b *testing.B) {
-	if os.Geteuid() != 0 {
-		b.Skip("a private systemd --user manager needs root (mount namespace, cgroups)")
-	}
+	testenv.RequireSystemd(b)
 	ctx := b.Context()
 	lm, err := launch.Start(ctx, launch.Options{})
 	if err != nil {

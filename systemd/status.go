@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	sd "github.com/coreos/go-systemd/v22/dbus"
+
 	"github.com/fleet-next/fleet/unit"
 )
 
@@ -23,13 +25,21 @@ type UnitStatus struct {
 // systemd does not know is not an error: its LoadState is "not-found" and
 // its text says it could not be found.
 func (m *Manager) UnitStatus(ctx context.Context, name string) (UnitStatus, error) {
-	props, err := m.conn.GetUnitPropertiesContext(ctx, name)
+	var props map[string]any
+	err := m.call(ctx, func(c *sd.Conn) (err error) {
+		props, err = c.GetUnitPropertiesContext(ctx, name)
+		return err
+	})
 	if err != nil {
 		return UnitStatus{}, unitError("get properties of", name, err)
 	}
 	p := statusPropsFromUnit(name, props)
 	if typ := unitTypeInterface(name); p.LoadState == "loaded" && typ != "" {
-		tprops, err := m.conn.GetUnitTypePropertiesContext(ctx, name, typ)
+		var tprops map[string]any
+		err := m.call(ctx, func(c *sd.Conn) (err error) {
+			tprops, err = c.GetUnitTypePropertiesContext(ctx, name, typ)
+			return err
+		})
 		if err != nil {
 			return UnitStatus{}, unitError("get "+typ+" properties of", name, err)
 		}

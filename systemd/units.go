@@ -8,6 +8,8 @@ import (
 	"strings"
 	"sync"
 
+	sd "github.com/coreos/go-systemd/v22/dbus"
+
 	"github.com/godbus/dbus/v5"
 
 	"github.com/fleet-next/fleet/unit"
@@ -96,7 +98,10 @@ func (m *Manager) Link(ctx context.Context, names []string) error {
 	if err != nil {
 		return err
 	}
-	if _, err := m.conn.LinkUnitFilesContext(ctx, paths, true, true); err != nil {
+	if err := m.call(ctx, func(c *sd.Conn) error {
+		_, err := c.LinkUnitFilesContext(ctx, paths, true, true)
+		return err
+	}); err != nil {
 		return fmt.Errorf("link %s: %w", strings.Join(names, " "), err)
 	}
 	return nil
@@ -112,7 +117,10 @@ func (m *Manager) Enable(ctx context.Context, names []string) error {
 	if err != nil {
 		return err
 	}
-	if _, _, err := m.conn.EnableUnitFilesContext(ctx, paths, true, true); err != nil {
+	if err := m.call(ctx, func(c *sd.Conn) error {
+		_, _, err := c.EnableUnitFilesContext(ctx, paths, true, true)
+		return err
+	}); err != nil {
 		return fmt.Errorf("enable %s: %w", strings.Join(names, " "), err)
 	}
 	return nil
@@ -123,7 +131,10 @@ func (m *Manager) Disable(ctx context.Context, names []string) error {
 	if len(names) == 0 {
 		return nil
 	}
-	if _, err := m.conn.DisableUnitFilesContext(ctx, names, true); err != nil {
+	if err := m.call(ctx, func(c *sd.Conn) error {
+		_, err := c.DisableUnitFilesContext(ctx, names, true)
+		return err
+	}); err != nil {
 		return fmt.Errorf("disable %s: %w", strings.Join(names, " "), err)
 	}
 	return nil
@@ -131,7 +142,7 @@ func (m *Manager) Disable(ctx context.Context, names []string) error {
 
 // Reload runs daemon-reload and returns when systemd has finished it.
 func (m *Manager) Reload(ctx context.Context) error {
-	if err := m.conn.ReloadContext(ctx); err != nil {
+	if err := m.call(ctx, func(c *sd.Conn) error { return c.ReloadContext(ctx) }); err != nil {
 		return fmt.Errorf("daemon-reload: %w", err)
 	}
 	return nil
@@ -139,29 +150,37 @@ func (m *Manager) Reload(ctx context.Context) error {
 
 // Start queues a start job in mode "replace" and returns once it is queued.
 func (m *Manager) Start(ctx context.Context, name string) error {
-	return m.queueJob(ctx, "start", name, m.conn.StartUnitContext)
+	return m.queueJob(ctx, "start", name, (*sd.Conn).StartUnitContext)
 }
 
 // Stop queues a stop job in mode "replace" and returns once it is queued.
 func (m *Manager) Stop(ctx context.Context, name string) error {
-	return m.queueJob(ctx, "stop", name, m.conn.StopUnitContext)
+	return m.queueJob(ctx, "stop", name, (*sd.Conn).StopUnitContext)
 }
 
-type jobFunc func(ctx context.Context, name, mode string, ch chan<- string) (int, error)
+type jobFunc func(c *sd.Conn, ctx context.Context, name, mode string, ch chan<- string) (int, error)
 
 func (m *Manager) queueJob(ctx context.Context, op, name string, queue jobFunc) error {
+	conn, gone, err := m.c(ctx)
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", op, name, err)
+	}
 	// Buffered so that go-systemd's signal dispatcher never blocks on it.
 	result := make(chan string, 1)
-	id, err := queue(ctx, name, jobMode, result)
+	id, err := queue(conn, ctx, name, jobMode, result)
 	if err != nil {
+		if !conn.Connected() {
+			err = fmt.Errorf("%w: %w", ErrUnavailable, err)
+		}
 		return unitError(op, name, err)
 	}
-	go m.logJobResult(op, name, id, result)
+	go m.logJobResult(op, name, id, result, gone)
 	return nil
 }
 
-// logJobResult logs how a job ended, or gives up when the Manager closes.
-func (m *Manager) logJobResult(op, name string, id int, result <-chan string) {
+// logJobResult logs how a job ended, or gives up when its connection is
+// lost or the Manager closes.
+func (m *Manager) logJobResult(op, name string, id int, result <-chan string, gone <-chan struct{}) {
 	select {
 	case r := <-result:
 		if r == "done" {
@@ -169,6 +188,7 @@ func (m *Manager) logJobResult(op, name string, id int, result <-chan string) {
 			return
 		}
 		m.log.Info("job did not complete", "op", op, "unit", name, "job", id, "result", r)
+	case <-gone:
 	case <-m.done:
 	}
 }
@@ -176,7 +196,7 @@ func (m *Manager) logJobResult(op, name string, id int, result <-chan string) {
 // ResetFailed clears the failed state of name. It is not an error if the
 // unit is not failed or unknown.
 func (m *Manager) ResetFailed(ctx context.Context, name string) error {
-	err := m.conn.ResetFailedUnitContext(ctx, name)
+	err := m.call(ctx, func(c *sd.Conn) error { return c.ResetFailedUnitContext(ctx, name) })
 	if err == nil {
 		return nil
 	}
@@ -193,27 +213,54 @@ func (m *Manager) ResetFailed(ctx context.Context, name string) error {
 func (m *Manager) States(ctx context.Context, names []string) (map[string]unit.SystemdState, error) {
 	states := make(map[string]unit.SystemdState, len(names))
 	for chunk := range slices.Chunk(names, statesChunk) {
-		list, err := m.conn.ListUnitsByNamesContext(ctx, chunk)
-		if err != nil {
-			return nil, fmt.Errorf("list units: %w", err)
-		}
-		if len(list) != len(chunk) {
-			return nil, fmt.Errorf("list units: asked for %d units, got %d", len(chunk), len(list))
-		}
-		// Replies come in request order; an alias reports its unit's primary
-		// name, so key by the name asked for.
-		for i, st := range list {
-			states[chunk[i]] = unit.SystemdState{
-				LoadState:   st.LoadState,
-				ActiveState: st.ActiveState,
-				SubState:    st.SubState,
-			}
+		if err := m.listStates(ctx, chunk, states); err != nil {
+			return nil, err
 		}
 	}
 	if err := m.fillMainPIDs(ctx, states); err != nil {
 		return nil, err
 	}
 	return states, nil
+}
+
+// listStates fills states with systemd's view of names (one call).
+// systemd leaves out of its reply the names it cannot parse as a unit name
+// of a type it knows (x.snapshot, x.busname since systemd 230); those are
+// reported "not-found", as systemd reports any unit it does not have, so
+// that one such name never hides the state of the others.
+func (m *Manager) listStates(ctx context.Context, names []string, states map[string]unit.SystemdState) error {
+	var list []sd.UnitStatus
+	err := m.call(ctx, func(c *sd.Conn) (err error) {
+		list, err = c.ListUnitsByNamesContext(ctx, names)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("list units: %w", err)
+	}
+	if len(list) != len(names) {
+		if len(names) == 1 {
+			states[names[0]] = unit.SystemdState{LoadState: "not-found", ActiveState: "inactive", SubState: "dead"}
+			return nil
+		}
+		// Which names are missing cannot be told from the reply (an alias
+		// answers with its unit's name): ask one at a time.
+		for _, n := range names {
+			if err := m.listStates(ctx, []string{n}, states); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	// Replies come in request order; an alias reports its unit's primary
+	// name, so key by the name asked for.
+	for i, st := range list {
+		states[names[i]] = unit.SystemdState{
+			LoadState:   st.LoadState,
+			ActiveState: st.ActiveState,
+			SubState:    st.SubState,
+		}
+	}
+	return nil
 }
 
 func mayHaveMainPID(name string, st unit.SystemdState) bool {
@@ -261,7 +308,11 @@ func (m *Manager) fillMainPIDs(ctx context.Context, states map[string]unit.Syste
 }
 
 func (m *Manager) mainPID(ctx context.Context, name string) (uint32, error) {
-	p, err := m.conn.GetUnitTypePropertyContext(ctx, name, "Service", "MainPID")
+	var p *sd.Property
+	err := m.call(ctx, func(c *sd.Conn) (err error) {
+		p, err = c.GetUnitTypePropertyContext(ctx, name, "Service", "MainPID")
+		return err
+	})
 	if err != nil {
 		if dbusErrorName(err) == errNameNoSuchUnit {
 			return 0, nil // gone since it was listed

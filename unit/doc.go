@@ -22,13 +22,24 @@
 // SHA1 of that form; it names unit contents across the cluster.
 //
 // Names. ValidateName applies fleet's checks in fleet's order with fleet's
-// error texts; MangleName turns a command-line argument into a unit name;
+// error texts, then refuses the names systemd 252 or the agent cannot
+// handle (types systemd no longer loads from files, hidden names, the
+// units systemd keeps for itself, names too long for the agent's temporary
+// files); MangleName turns a command-line argument into a unit name;
 // ParseName splits template and instance names.
+//
+// Admission. ValidateName and File.Validate are the one check that both
+// the API (before it stores a unit) and fleetctl (before it sends one)
+// apply, so fleetctl refuses locally what the API would refuse. Validate
+// refuses contents over MaxContentBytes (ErrTooLarge), lines systemd would
+// read differently from fleet (control characters, text that is not
+// UTF-8, options or sections without a name), [X-Fleet] values with
+// unterminated quotes or non-boolean Global, fleet's impossible
+// requirement combinations, and [Install] values that are not unit names.
+// ReplacesCycle finds the Replaces cycle a unit would close.
 //
 // Requirements. File.Requirements reads the [X-Fleet] section (current and
 // deprecated option names, quoted multi-values, %n %N %p %i specifiers),
-// File.Validate rejects the combinations fleet rejects with fleet's
-// messages plus a few malformed values fleet silently ignored, and
-// MatchesMetadata, ConflictsWith, ReplacesUnit and MatchMachineID are the
-// matching rules the scheduler and the agents share.
+// and MatchesMetadata, ConflictsWith, ReplacesUnit and MatchMachineID are
+// the matching rules the scheduler and the agents share.
 package unit

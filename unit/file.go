@@ -2,6 +2,7 @@ package unit
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -20,8 +21,10 @@ type File struct {
 // Parse reads unit file text (see the package doc for the syntax). Errors:
 // ErrEmpty for blank text, ErrNoOptions for text without any option
 // (such as text without a section header), ErrLineTooLong, a
-// syntax error, or a value that would read back differently once
-// serialized (a value ending in a backslash).
+// syntax error, an option name that is not UTF-8 (go-systemd would
+// replace its bytes, so the unit stored would not be the one written), or
+// a value that would read back differently once serialized (a value
+// ending in a backslash).
 func Parse(text string) (*File, error) {
 	if strings.TrimSpace(text) == "" {
 		return nil, ErrEmpty
@@ -29,9 +32,12 @@ func Parse(text string) (*File, error) {
 	if err := checkLineLength(text); err != nil {
 		return nil, err
 	}
-	opts, rewrote, err := lexOptions(text)
+	opts, badName, err := lexOptions(text)
 	if err != nil {
 		return nil, fmt.Errorf("parse unit file: %w", err)
+	}
+	if badName != "" {
+		return nil, fmt.Errorf("parse unit file: option name %s is not valid UTF-8", quoteClipped(strings.TrimSpace(badName)))
 	}
 	if len(opts) == 0 {
 		return nil, ErrNoOptions
@@ -41,24 +47,21 @@ func Parse(text string) (*File, error) {
 			return nil, fmt.Errorf("parse unit file: value of %s in [%s] ends in a backslash", o.Name, o.Section)
 		}
 	}
-	f := &File{Options: opts}
-	if rewrote {
-		// Replacement characters lengthen names; make sure the canonical
-		// form still reads back.
-		if err := checkRoundTrip(opts); err != nil {
-			return nil, err
-		}
-	}
-	return f, nil
+	return &File{Options: opts}, nil
 }
 
 // FromOptions builds a File from options given one by one (as the HTTP
-// API receives them). It checks that the options survive serialization
-// and parsing unchanged, so the canonical form, its hash and the file the
-// agent writes all describe the same unit. The slice is copied.
+// API receives them). It refuses options whose canonical form would be
+// larger than MaxContentBytes (ErrTooLarge), before anything else, and
+// checks that the options survive serialization and parsing unchanged,
+// so the canonical form, its hash and the file the agent writes all
+// describe the same unit. The slice is copied.
 func FromOptions(opts []Option) (*File, error) {
 	if len(opts) == 0 {
 		return nil, ErrEmpty
+	}
+	if n := serializedSize(opts); n > MaxContentBytes {
+		return nil, fmt.Errorf("unit contents are %d bytes: %w", n, ErrTooLarge)
 	}
 	if err := checkRoundTrip(opts); err != nil {
 		return nil, err
@@ -89,19 +92,31 @@ func checkRoundTrip(opts []Option) error {
 	return nil
 }
 
+// fewSections is the number of sections up to which scanning the options
+// once per section is cheaper than grouping them through a map. Beyond it
+// the work stays linear, however many sections hostile input has.
+const fewSections = 8
+
 // sectionOrder lists the distinct sections of opts in first-seen order.
 func sectionOrder(opts []Option) []string {
 	var sections []string
+	var seen map[string]bool
 	for _, o := range opts {
-		seen := false
-		for _, s := range sections {
-			if s == o.Section {
-				seen = true
-				break
+		if seen != nil {
+			if !seen[o.Section] {
+				seen[o.Section] = true
+				sections = append(sections, o.Section)
 			}
+			continue
 		}
-		if !seen {
+		if !slices.Contains(sections, o.Section) {
 			sections = append(sections, o.Section)
+			if len(sections) > fewSections {
+				seen = make(map[string]bool, len(sections))
+				for _, s := range sections {
+					seen[s] = true
+				}
+			}
 		}
 	}
 	return sections
@@ -110,13 +125,32 @@ func sectionOrder(opts []Option) []string {
 // grouped returns opts in canonical order: sections in first-seen order,
 // options of one section in their relative order.
 func grouped(opts []Option) []Option {
+	return groupedBy(opts, sectionOrder(opts))
+}
+
+func groupedBy(opts []Option, sections []string) []Option {
 	out := make([]Option, 0, len(opts))
-	for _, s := range sectionOrder(opts) {
-		for _, o := range opts {
-			if o.Section == s {
-				out = append(out, o)
+	if len(sections) <= fewSections {
+		for _, s := range sections {
+			for _, o := range opts {
+				if o.Section == s {
+					out = append(out, o)
+				}
 			}
 		}
+		return out
+	}
+	index := make(map[string]int, len(sections))
+	for i, s := range sections {
+		index[s] = i
+	}
+	buckets := make([][]Option, len(sections))
+	for _, o := range opts {
+		i := index[o.Section]
+		buckets[i] = append(buckets[i], o)
+	}
+	for _, b := range buckets {
+		out = append(out, b...)
 	}
 	return out
 }
@@ -132,33 +166,64 @@ func serialize(opts []Option) string {
 		return ""
 	}
 	sections := sectionOrder(opts)
-	size := 0
-	for _, o := range opts {
-		size += len(o.Name) + len(o.Value) + 2
-	}
-	for _, s := range sections {
-		size += len(s) + 4
-	}
 	var b strings.Builder
-	b.Grow(size)
-	for i, s := range sections {
+	b.Grow(sizeOf(opts, sections))
+	writeSection := func(i int, s string) {
 		if i > 0 {
 			b.WriteByte('\n')
 		}
 		b.WriteByte('[')
 		b.WriteString(s)
 		b.WriteString("]\n")
-		for _, o := range opts {
-			if o.Section != s {
-				continue
+	}
+	writeOption := func(o Option) {
+		b.WriteString(o.Name)
+		b.WriteByte('=')
+		b.WriteString(o.Value)
+		b.WriteByte('\n')
+	}
+	if len(sections) <= fewSections {
+		for i, s := range sections {
+			writeSection(i, s)
+			for _, o := range opts {
+				if o.Section == s {
+					writeOption(o)
+				}
 			}
-			b.WriteString(o.Name)
-			b.WriteByte('=')
-			b.WriteString(o.Value)
-			b.WriteByte('\n')
 		}
+		return b.String()
+	}
+	n := 0
+	for i, o := range groupedBy(opts, sections) {
+		if i == 0 || o.Section != sections[n-1] {
+			writeSection(n, o.Section)
+			n++
+		}
+		writeOption(o)
 	}
 	return b.String()
+}
+
+// serializedSize is the length of the canonical form of opts.
+func serializedSize(opts []Option) int {
+	if len(opts) == 0 {
+		return 0
+	}
+	return sizeOf(opts, sectionOrder(opts))
+}
+
+// sizeOf is the length of the canonical form of opts, whose sections are
+// sections: "[S]\n" per section, "N=V\n" per option, and a blank line
+// between sections.
+func sizeOf(opts []Option, sections []string) int {
+	size := len(sections) - 1
+	for _, o := range opts {
+		size += len(o.Name) + len(o.Value) + 2
+	}
+	for _, s := range sections {
+		size += len(s) + 3
+	}
+	return size
 }
 
 // Hash is the SHA1 of the canonical form.
@@ -195,4 +260,15 @@ func (f *File) Values(section, name string) []string {
 		}
 	}
 	return vals
+}
+
+// quoteClipped quotes s, or its first 64 bytes followed by "..." when it
+// is longer, for error messages about hostile input.
+func quoteClipped(s string) string {
+	const max = 64
+	if len(s) <= max {
+		return fmt.Sprintf("%q", s)
+	}
+	q := fmt.Sprintf("%q", s[:max])
+	return q[:len(q)-1] + `..."`
 }

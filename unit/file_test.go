@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -65,8 +66,11 @@ func TestParseErrors(t *testing.T) {
 		{name: "line too long before section", text: long + "\n[Unit]\nA=b\n", sentinel: ErrLineTooLong},
 		{name: "line too long in comment", text: "[Unit]\n#" + long + "\nA=b\n", sentinel: ErrLineTooLong, gsErr: true},
 		{name: "line too long without newline", text: "[Unit]\nA=b\n" + long, sentinel: ErrLineTooLong, gsErr: true},
-		// U+FFFD takes three bytes, so the canonical line would be too long.
-		{name: "invalid UTF-8 name too long once replaced", text: "[Unit]\n" + strings.Repeat("\xff", 700) + "=1\n", sentinel: ErrLineTooLong},
+		// go-systemd would replace the bytes with U+FFFD: the unit stored
+		// would not be the unit written.
+		{name: "invalid UTF-8 in a name", text: "[Unit]\nA\xffB=1\n", contains: `option name "A\xffB" is not valid UTF-8`},
+		{name: "long invalid UTF-8 name is clipped", text: "[Unit]\n" + strings.Repeat("\xff", 700) + "=1\n",
+			contains: `option name "` + strings.Repeat(`\xff`, 64) + `..." is not valid UTF-8`},
 		{name: "backslash at end of file", text: "[Service]\nExecStart=/bin/true \\", contains: "ends in a backslash"},
 		{name: "space after backslash", text: "[Service]\nExecStart=/bin/true \\ \nUser=nobody\n", contains: "ends in a backslash"},
 		{name: "backslash before CRLF", text: "[Service]\r\nExecStart=/bin/true \\\r\n", contains: "ends in a backslash"},
@@ -176,11 +180,6 @@ func TestParseOptions(t *testing.T) {
 			name: "repeated sections keep file order",
 			text: "[Unit]\nA=1\n[Service]\nB=2\n[Unit]\nC=3\n",
 			want: []Option{{"Unit", "A", "1"}, {"Service", "B", "2"}, {"Unit", "C", "3"}},
-		},
-		{
-			name: "invalid UTF-8 in a name becomes U+FFFD",
-			text: "[Unit]\nA\xffB=1\n",
-			want: []Option{{"Unit", "A\uFFFDB", "1"}},
 		},
 	}
 	for _, tc := range tests {
@@ -473,4 +472,27 @@ func BenchmarkParse(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestSerializeManySections checks the grouping used beyond fewSections
+// sections against go-systemd, with sections interleaved.
+func TestSerializeManySections(t *testing.T) {
+	var opts []Option
+	for i := range 300 {
+		opts = append(opts, Option{Section: "S" + strconv.Itoa(i%37), Name: "N" + strconv.Itoa(i), Value: strconv.Itoa(i)})
+	}
+	f, err := FromOptions(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := f.Serialize(), goSystemdSerialize(t, opts); got != want {
+		t.Fatalf("Serialize differs from go-systemd:\n%s\n---\n%s", got, want)
+	}
+	if got := serializedSize(opts); got != len(f.Serialize()) {
+		t.Fatalf("serializedSize = %d, want %d", got, len(f.Serialize()))
+	}
+	again, err := Parse(f.Serialize())
+	if err != nil || !slices.Equal(again.Options, grouped(opts)) {
+		t.Fatalf("Parse(Serialize) = %v, %v", again, err)
+	}
 }

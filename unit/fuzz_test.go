@@ -64,7 +64,7 @@ func FuzzParse(f *testing.F) {
 		if again.Hash() != file.Hash() {
 			t.Fatal("hash changed across a round trip")
 		}
-		if _, err := FromOptions(file.Options); err != nil {
+		if _, err := FromOptions(file.Options); err != nil && len(canon) <= MaxContentBytes {
 			t.Fatalf("FromOptions of parsed options: %v", err)
 		}
 	})
@@ -76,6 +76,8 @@ func FuzzValidateName(f *testing.F) {
 	for _, s := range []string{
 		"hello.service", "foo@.service", "foo@bar.timer", "foo@bar.mount", "@foo.service",
 		"a.b@c@d.target", "hello", "hello.", "héllo.service", `a\b.socket`, "..service", "",
+		".service", "x.snapshot", "x.busname", "x.scope", "-.mount", "-.slice", strings.Repeat("a", 233) + ".service",
+		strings.Repeat("a", 234) + ".service",
 	} {
 		f.Add(s)
 	}
@@ -93,8 +95,14 @@ func FuzzValidateName(f *testing.F) {
 		if got := MangleName(name); got != name {
 			t.Fatalf("MangleName(%q) = %q for a valid name", name, got)
 		}
-		if n.Full != name || !isUnitType(n.Type) || n.Stem()+"."+n.Type != name {
+		if n.Full != name || !isFleetType(n.Type) || unloadableType(n.Type) != "" || n.Stem()+"."+n.Type != name {
 			t.Fatalf("ParseName(%q) = %+v", name, n)
+		}
+		if len(name) > maxNameLen || strings.HasPrefix(name, ".") || slices.Contains(reservedNames, name) {
+			t.Fatalf("ValidateName accepted %q, which systemd or the agent cannot handle", name)
+		}
+		if err := systemdNameError(name); err != nil {
+			t.Fatalf("ValidateName accepted %q, which systemd refuses: %v", name, err)
 		}
 		if strings.HasPrefix(n.Prefix, "@") || (n.IsTemplate() || n.IsInstance()) && n.Prefix == "" {
 			t.Fatalf("ParseName(%q) prefix %q", name, n.Prefix)

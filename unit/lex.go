@@ -45,13 +45,15 @@ func checkLineLength(text string) error {
 type lexer struct {
 	text string
 	pos  int
-	// rewrote is set when an option name held invalid UTF-8, which
-	// go-systemd replaces byte by byte with U+FFFD.
-	rewrote bool
+	// badName is the first option name that held invalid UTF-8, as
+	// written; go-systemd replaces such bytes one by one with U+FFFD.
+	badName string
 }
 
-// lexOptions splits text into options. It does not check line lengths.
-func lexOptions(text string) ([]Option, bool, error) {
+// lexOptions splits text into options. It also returns the first option
+// name that held invalid UTF-8, as written ("" if none). It does not check
+// line lengths.
+func lexOptions(text string) ([]Option, string, error) {
 	l := lexer{text: text}
 	opts := make([]Option, 0, estimateOptions(text))
 	section, inSection := "", false
@@ -61,13 +63,13 @@ func lexOptions(text string) ([]Option, bool, error) {
 			// comment is skipped, character by character.
 			i := strings.IndexAny(l.text[l.pos:], "[#;")
 			if i < 0 {
-				return opts, l.rewrote, nil
+				return opts, l.badName, nil
 			}
 			l.pos += i
 		} else {
 			r, size := utf8.DecodeRuneInString(l.text[l.pos:])
 			if size == 0 {
-				return opts, l.rewrote, nil
+				return opts, l.badName, nil
 			}
 			if unicode.IsSpace(r) {
 				l.pos += size
@@ -79,7 +81,7 @@ func lexOptions(text string) ([]Option, bool, error) {
 			l.pos++
 			name, err := l.sectionHeader()
 			if err != nil {
-				return nil, false, err
+				return nil, "", err
 			}
 			section, inSection = name, true
 		case '#', ';':
@@ -88,7 +90,7 @@ func lexOptions(text string) ([]Option, bool, error) {
 		default:
 			name, err := l.optionName()
 			if err != nil {
-				return nil, false, err
+				return nil, "", err
 			}
 			opts = append(opts, Option{Section: section, Name: name, Value: l.optionValue()})
 		}
@@ -158,7 +160,9 @@ func (l *lexer) optionName() (string, error) {
 	raw := rest[:end]
 	l.pos += end + 1
 	if !utf8.ValidString(raw) {
-		l.rewrote = true
+		if l.badName == "" {
+			l.badName = raw
+		}
 		var b strings.Builder
 		for _, r := range raw {
 			b.WriteRune(r)

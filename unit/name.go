@@ -4,14 +4,26 @@ import (
 	"errors"
 	"fmt"
 	"path"
+	"slices"
 	"strings"
 )
 
-// maxNameLen is systemd's limit on unit name length.
-const maxNameLen = 256
+// Name length. systemd takes names of up to 255 bytes, but the agent
+// writes a unit file through a temporary sibling named
+// "." + name + ".tmp" + up to 10 random digits (systemd.WriteUnitFile,
+// os.CreateTemp), and that name must fit the 255 bytes a file name may
+// have. So a name may have 255 - 15 = 240 bytes.
+const (
+	fileNameMax   = 255                    // NAME_MAX of Linux file systems
+	tempAffix     = len(".") + len(".tmp") // around the name in the agent's temporary file
+	tempRandomMax = len("4294967295")      // os.CreateTemp's random part: a uint32 in decimal
+	maxNameLen    = fileNameMax - tempAffix - tempRandomMax
+)
 
-// isUnitType reports whether t is a unit type the cluster accepts.
-func isUnitType(t string) bool {
+// isFleetType reports whether t is a unit type fleet knew. MangleName keeps
+// these suffixes, so that a name of a type systemd no longer has is refused
+// by name rather than turned into "x.snapshot.service".
+func isFleetType(t string) bool {
 	switch t {
 	case "automount", "busname", "device", "mount", "path", "scope", "service",
 		"slice", "snapshot", "socket", "swap", "target", "timer":
@@ -19,6 +31,25 @@ func isUnitType(t string) bool {
 	}
 	return false
 }
+
+// unloadableType says why systemd 252 and later cannot run a unit of
+// type t from a unit file, or "" if it can.
+func unloadableType(t string) string {
+	switch t {
+	case "snapshot":
+		return "systemd removed snapshot units in version 228"
+	case "busname":
+		return "systemd removed busname units in version 230"
+	case "scope":
+		return "systemd creates scope units only through its API, never from a unit file"
+	}
+	return ""
+}
+
+// reservedNames are units systemd itself holds for the whole life of the
+// manager, the root mount and the root slice: a unit file of that name
+// would shadow them, and stopping it would take the machine down.
+var reservedNames = []string{"-.mount", "-.slice"}
 
 // isTemplateType reports whether units of type t may be templates or
 // instances.
@@ -40,8 +71,12 @@ func isNameChar(r rune) bool {
 	return strings.ContainsRune(`:-_.\@`, r)
 }
 
-// ValidateName checks a unit name with fleet's rules, in fleet's order,
-// and returns an error describing the first problem found.
+// ValidateName checks a unit name with fleet's rules, in fleet's order and
+// with fleet's error texts, then with the rules of systemd 252 and later
+// and of the agent: at most 240 bytes (see maxNameLen), no type systemd
+// cannot load from a unit file (snapshot, busname, scope), no leading '.'
+// (systemd ignores hidden unit files), and none of the names systemd keeps
+// for itself ("-.mount", "-.slice").
 func ValidateName(name string) error {
 	if len(name) == 0 {
 		return errors.New("unit name cannot be empty")
@@ -57,7 +92,7 @@ func ValidateName(name string) error {
 		return errors.New(`unit name cannot end in "."`)
 	}
 	suffix := name[dot+1:]
-	if !isUnitType(suffix) {
+	if !isFleetType(suffix) {
 		return fmt.Errorf("invalid unit type: %q", suffix)
 	}
 	if strings.Contains(name, "@") && !isTemplateType(suffix) {
@@ -71,19 +106,29 @@ func ValidateName(name string) error {
 	if strings.HasPrefix(name, "@") {
 		return errors.New(`unit name cannot start in "@"`)
 	}
+	if why := unloadableType(suffix); why != "" {
+		return fmt.Errorf("unsupported unit type %q: %s", suffix, why)
+	}
+	if strings.HasPrefix(name, ".") {
+		return errors.New(`unit name cannot start in ".": systemd ignores hidden unit files`)
+	}
+	if slices.Contains(reservedNames, name) {
+		return fmt.Errorf("unit name %q is reserved: systemd manages that unit itself", name)
+	}
 	return nil
 }
 
 // MangleName turns a command-line argument into a unit name: the base
-// name of the path, with ".service" appended unless it already ends in a
-// unit type ValidateName accepts. Unlike fleet, "foo.target" stays
+// name of the path, with ".service" appended unless it already ends in one
+// of the unit types fleet knew (see isFleetType; ValidateName then refuses
+// the ones systemd no longer loads). Unlike fleet, "foo.target" stays
 // "foo.target". An empty argument stays empty.
 func MangleName(arg string) string {
 	if arg == "" {
 		return ""
 	}
 	base := path.Base(arg)
-	if dot := strings.LastIndexByte(base, '.'); dot >= 0 && isUnitType(base[dot+1:]) {
+	if dot := strings.LastIndexByte(base, '.'); dot >= 0 && isFleetType(base[dot+1:]) {
 		return base
 	}
 	return base + ".service"

@@ -1,7 +1,13 @@
 package unit
 
 import (
+	"errors"
+	"math"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -16,11 +22,26 @@ func TestValidateName(t *testing.T) {
 		{name: "template", unit: "foo@.service"},
 		{name: "instance", unit: "foo@bar.timer"},
 		{name: "target", unit: "multi-user.target"},
-		{name: "longest name", unit: strings.Repeat("a", 256-len(".mount")) + ".mount"},
+		{name: "longest name", unit: strings.Repeat("a", 240-len(".mount")) + ".mount"},
+		{name: "dots inside", unit: "a..b.service"},
+		{name: "root-like but not reserved", unit: "-.target"},
 		{name: "every unit type", unit: "a.automount"},
 		{name: "empty", unit: "", wantErr: "unit name cannot be empty"},
-		{name: "too long", unit: strings.Repeat("a", 257-len(".service")) + ".service", wantErr: "unit name exceeds maximum length (256)"},
-		{name: "too long is checked before the dot", unit: strings.Repeat("a", 300), wantErr: "unit name exceeds maximum length (256)"},
+		{name: "too long for the agent's temporary file", unit: strings.Repeat("a", 241-len(".service")) + ".service",
+			wantErr: "unit name exceeds maximum length (240)"},
+		{name: "longest fleet name", unit: strings.Repeat("a", 256-len(".service")) + ".service",
+			wantErr: "unit name exceeds maximum length (240)"},
+		{name: "too long is checked before the dot", unit: strings.Repeat("a", 300), wantErr: "unit name exceeds maximum length (240)"},
+		{name: "only a type", unit: ".service", wantErr: `unit name cannot start in ".": systemd ignores hidden unit files`},
+		{name: "leading dot", unit: "..service", wantErr: `unit name cannot start in ".": systemd ignores hidden unit files`},
+		{name: "hidden", unit: ".hidden.timer", wantErr: `unit name cannot start in ".": systemd ignores hidden unit files`},
+		{name: "snapshot", unit: "x.snapshot", wantErr: `unsupported unit type "snapshot": systemd removed snapshot units in version 228`},
+		{name: "busname", unit: "x.busname", wantErr: `unsupported unit type "busname": systemd removed busname units in version 230`},
+		{name: "scope", unit: "x.scope",
+			wantErr: `unsupported unit type "scope": systemd creates scope units only through its API, never from a unit file`},
+		{name: "root mount", unit: "-.mount", wantErr: `unit name "-.mount" is reserved: systemd manages that unit itself`},
+		{name: "root slice", unit: "-.slice", wantErr: `unit name "-.slice" is reserved: systemd manages that unit itself`},
+		{name: "fleet's checks come first", unit: ".x@y.mount", wantErr: `invalid unit type for template: "mount"`},
 		{name: "no dot", unit: "hello", wantErr: `unit name must contain "."`},
 		{name: "ends in dot", unit: "hello.", wantErr: `unit name cannot end in "."`},
 		{name: "unknown type", unit: "hello.conf", wantErr: `invalid unit type: "conf"`},
@@ -53,25 +74,57 @@ func TestValidateName(t *testing.T) {
 func TestValidateNameUnitTypes(t *testing.T) {
 	types := []struct {
 		typ      string
+		valid    bool // systemd 252 loads it from a unit file
 		template bool
 	}{
-		{"automount", false}, {"busname", false}, {"device", false}, {"mount", false},
-		{"path", true}, {"scope", false}, {"service", true}, {"slice", false},
-		{"snapshot", false}, {"socket", true}, {"swap", false}, {"target", true}, {"timer", true},
+		{"automount", true, false}, {"busname", false, false}, {"device", true, false}, {"mount", true, false},
+		{"path", true, true}, {"scope", false, false}, {"service", true, true}, {"slice", true, false},
+		{"snapshot", false, false}, {"socket", true, true}, {"swap", true, false}, {"target", true, true}, {"timer", true, true},
 	}
 	for _, tc := range types {
 		t.Run(tc.typ, func(t *testing.T) {
-			if err := ValidateName("x." + tc.typ); err != nil {
-				t.Fatalf("ValidateName(x.%s) = %v", tc.typ, err)
+			if err := ValidateName("x." + tc.typ); (err == nil) != tc.valid {
+				t.Fatalf("ValidateName(x.%s) = %v, want valid: %v", tc.typ, err, tc.valid)
 			}
 			err := ValidateName("x@y." + tc.typ)
 			if (err == nil) != tc.template {
 				t.Fatalf("ValidateName(x@y.%s) = %v, want valid: %v", tc.typ, err, tc.template)
 			}
+			// fleet's types keep their suffix, so that the ones systemd
+			// dropped are refused by name.
 			if got := MangleName("x." + tc.typ); got != "x."+tc.typ {
 				t.Fatalf("MangleName(x.%s) = %q", tc.typ, got)
 			}
 		})
+	}
+}
+
+// TestLongestNameFitsTheAgentsTemporaryFile creates the largest temporary
+// file name the agent can make for the longest valid name (see
+// systemd.WriteUnitFile: os.CreateTemp(dir, "."+name+".tmp*")), and checks
+// that one byte more is refused by the file system.
+func TestLongestNameFitsTheAgentsTemporaryFile(t *testing.T) {
+	dir := t.TempDir()
+	longest := strings.Repeat("a", maxNameLen-len(".service")) + ".service"
+	if err := ValidateName(longest); err != nil {
+		t.Fatalf("ValidateName(longest) = %v", err)
+	}
+	tmp := "." + longest + ".tmp" + strconv.FormatUint(math.MaxUint32, 10)
+	f, err := os.Create(filepath.Join(dir, tmp))
+	if err != nil {
+		t.Fatalf("the agent's temporary file for a %d-byte name: %v", len(longest), err)
+	}
+	f.Close()
+	if err := os.Rename(filepath.Join(dir, tmp), filepath.Join(dir, longest)); err != nil {
+		t.Fatal(err)
+	}
+	tooLong := "a" + longest
+	if ValidateName(tooLong) == nil {
+		t.Fatalf("ValidateName accepted a %d-byte name", len(tooLong))
+	}
+	_, err = os.Create(filepath.Join(dir, "."+tooLong+".tmp"+strconv.FormatUint(math.MaxUint32, 10)))
+	if !errors.Is(err, syscall.ENAMETOOLONG) {
+		t.Fatalf("creating the temporary file of a %d-byte name: %v, want ENAMETOOLONG", len(tooLong), err)
 	}
 }
 

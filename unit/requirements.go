@@ -275,12 +275,40 @@ func (f *File) Warnings() []string {
 	return warnings
 }
 
-// Validate rejects requirement combinations that can never be scheduled,
-// with fleet's messages and in fleet's order, then values fleet ignored
-// silently: a MachineMetadata entry that is not key=value, and Conflicts
-// or Replaces globs path.Match cannot parse. Specifiers are not
-// substituted.
+// Validate is the check of unit contents that the API applies before it
+// stores a unit and fleetctl applies before it sends one (with
+// ValidateName for the name). In order, it refuses:
+//
+//   - contents over MaxContentBytes (the error wraps ErrTooLarge), options
+//     or sections without a name, text that is not UTF-8, and control
+//     characters other than tab (and a continuation's newline) in values,
+//     names and sections: systemd must read every line as we do;
+//   - [X-Fleet] values with an unterminated quote, and Global values that
+//     are no boolean;
+//   - requirement combinations that can never be scheduled, with fleet's
+//     messages and in fleet's order;
+//   - values fleet ignored silently: a MachineMetadata entry that is not
+//     key=value, and Conflicts or Replaces globs path.Match cannot parse;
+//   - [Install] WantedBy, RequiredBy, UpheldBy, Alias and Also values that
+//     are not unit names.
+//
+// Unknown options and sections stay allowed, as in fleet. Specifiers are
+// not substituted. Every error names the option it is about.
 func (f *File) Validate() error {
+	if err := checkContents(f); err != nil {
+		return err
+	}
+	if err := checkFleetSyntax(f); err != nil {
+		return err
+	}
+	if err := f.validateRequirements(); err != nil {
+		return err
+	}
+	return checkInstall(f)
+}
+
+// validateRequirements applies fleet's requirement checks, then ours.
+func (f *File) validateRequirements() error {
 	s := f.scanRequirements("")
 	for _, peer := range s.MachineOf {
 		for _, c := range s.Conflicts {

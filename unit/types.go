@@ -75,6 +75,9 @@ type State struct {
 	// loaded or launched.
 	Current FleetState
 	Since   time.Time // when the state last changed
+	// Reason says why the machine could not apply the unit's last change
+	// (the error systemd or the units directory gave); "" when it did.
+	Reason string
 }
 
 // Machine is a live member of the cluster.
@@ -114,6 +117,19 @@ type Cluster struct {
 	Placements map[string]map[string]Placement // unit name -> machine ID -> placement
 	Reasons    map[string]string               // unit name -> why it cannot be placed
 	Revision   int64                           // store revision the view reflects
+	// Departed are machines that left the cluster cleanly (fleetd stopped
+	// with shutdown_purge): not live, and their units are to move at once.
+	Departed map[string]bool
+	// Refused are the units machines refused to run: unit name -> machine
+	// ID -> refusal.
+	Refused map[string]map[string]Refusal
+}
+
+// Refusal is a machine's refusal to run one version of a unit, e.g.
+// because the unit would replace one the host has of its own.
+type Refusal struct {
+	Hash   Hash // the version refused; a new version may be tried again
+	Reason string
 }
 
 // MetadataChange sets (Value != "") or removes (Value == "") one dynamic

@@ -50,3 +50,13 @@ func (s Store) PublishState(ctx context.Context, st unit.State) error {
 func (s Store) DeleteState(ctx context.Context, name string) error {
 	return s.Reg.DeleteState(ctx, name, s.MachineID)
 }
+
+// PublishRefusal records on the machine's lease that it refuses version h
+// of name.
+func (s Store) PublishRefusal(ctx context.Context, name string, h unit.Hash, reason string) error {
+	l := s.Leases.Lease()
+	if l == 0 {
+		return ErrNotRegistered
+	}
+	return s.Reg.PublishRefusal(ctx, l, name, s.MachineID, h, reason)
+}

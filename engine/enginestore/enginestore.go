@@ -5,9 +5,12 @@ package enginestore
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"time"
 
 	"github.com/fleet-next/fleet/engine"
+	"github.com/fleet-next/fleet/internal/pause"
 	"github.com/fleet-next/fleet/registry"
 )
 
@@ -28,12 +31,8 @@ var _ engine.Store = Store{}
 func (s Store) Campaign(ctx context.Context, id string) (engine.Leader, error) {
 	lease := s.Leases.Lease()
 	for lease == 0 {
-		t := time.NewTimer(100 * time.Millisecond)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if pause.For(ctx, 100*time.Millisecond) != nil {
 			return nil, ctx.Err()
-		case <-t.C:
 		}
 		lease = s.Leases.Lease()
 	}
@@ -53,7 +52,11 @@ type Leader struct{ L *registry.Leader }
 func (a Leader) Done() <-chan struct{}            { return a.L.Done() }
 func (a Leader) Resign(ctx context.Context) error { return a.L.Resign(ctx) }
 func (a Leader) Apply(ctx context.Context, changes []engine.Change) (int64, error) {
-	return a.L.Apply(ctx, ScheduleChanges(changes))
+	rev, err := a.L.Apply(ctx, ScheduleChanges(changes))
+	if errors.Is(err, registry.ErrNotLeader) {
+		err = fmt.Errorf("%w: %w", engine.ErrNotLeader, err)
+	}
+	return rev, err
 }
 
 // ScheduleChanges turns an engine plan into the registry's schedule writes.

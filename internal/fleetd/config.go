@@ -5,10 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/url"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -69,44 +70,109 @@ func (e *ConfigError) Error() string {
 
 func (e *ConfigError) Unwrap() error { return e.Err }
 
-type setter func(c *Config, v string) error
-
-// keys is the closed set of configuration keys.
-var configKeys = map[string]setter{
-	"etcd_servers":              func(c *Config, v string) error { return setList(&c.EtcdServers, v) },
-	"etcd_key_prefix":           func(c *Config, v string) error { c.EtcdKeyPrefix = v; return nil },
-	"etcd_keyfile":              func(c *Config, v string) error { c.EtcdKeyFile = v; return nil },
-	"etcd_certfile":             func(c *Config, v string) error { c.EtcdCertFile = v; return nil },
-	"etcd_cafile":               func(c *Config, v string) error { c.EtcdCAFile = v; return nil },
-	"etcd_username":             func(c *Config, v string) error { c.EtcdUsername = v; return nil },
-	"etcd_password":             func(c *Config, v string) error { c.EtcdPassword = v; return nil },
-	"etcd_request_timeout":      func(c *Config, v string) error { return setSeconds(&c.EtcdRequestTimeout, v) },
-	"public_ip":                 func(c *Config, v string) error { c.PublicIP = v; return nil },
-	"metadata":                  func(c *Config, v string) error { c.Metadata = ParseMetadata(v); return nil },
-	"agent_ttl":                 func(c *Config, v string) error { return setDuration(&c.AgentTTL, v) },
-	"engine_reconcile_interval": func(c *Config, v string) error { return setSeconds(&c.EngineReconcile, v) },
-	"units_directory":           func(c *Config, v string) error { c.UnitsDirectory = v; return nil },
-	"systemd_user":              func(c *Config, v string) error { return setBool(&c.SystemdUser, v) },
-	"token_limit":               func(c *Config, v string) error { return setInt(&c.TokenLimit, v) },
-	"disable_engine":            func(c *Config, v string) error { return setBool(&c.DisableEngine, v) },
-	"verbosity":                 func(c *Config, v string) error { return setInt(&c.Verbosity, v) },
-	"machine_id":                func(c *Config, v string) error { c.MachineID = v; return nil },
-	"api_listen":                func(c *Config, v string) error { return setList(&c.APIListen, v) },
-	"data_dir":                  func(c *Config, v string) error { c.DataDir = v; return nil },
-	"shutdown_purge":            func(c *Config, v string) error { return setBool(&c.ShutdownPurge, v) },
-	// Accepted for compatibility; they change nothing here.
-	"disable_watches":      func(c *Config, v string) error { var b bool; return setBool(&b, v) },
-	"enable_grpc":          func(c *Config, v string) error { var b bool; return setBool(&b, v) },
-	"verify_units":         func(c *Config, v string) error { return nil },
-	"authorized_keys_file": func(c *Config, v string) error { return nil },
+// configKey is one configuration key: the Config field it sets and how
+// its values parse. It is the one list of the keys: loading, ConfigDiff
+// and the effective configuration in the log all derive from it.
+type configKey struct {
+	name string
+	set  func(c *Config, v string) error
+	// get reads the field back; nil for a key accepted for compatibility
+	// that changes nothing.
+	get func(c *Config) any
+	// ignored says why an accepted key changes nothing.
+	ignored string
+	// secret keys are never logged.
+	secret bool
 }
 
-// ignoredKeys are accepted but have no effect; fleetd logs a warning.
-var ignoredKeys = map[string]string{
-	"disable_watches":      "watches are per machine and cheap; there is nothing to disable",
-	"enable_grpc":          "agents never talk to the engine directly",
-	"verify_units":         "unit signing is not supported",
-	"authorized_keys_file": "unit signing is not supported",
+// field binds the key name to the Config field f returns, with values
+// parsed by parse.
+func field[T any](name string, f func(c *Config) *T, parse func(string) (T, error)) configKey {
+	return configKey{
+		name: name,
+		set: func(c *Config, v string) error {
+			x, err := parse(v)
+			if err != nil {
+				return err
+			}
+			*f(c) = x
+			return nil
+		},
+		get: func(c *Config) any { return *f(c) },
+	}
+}
+
+// secretField is field for a value that must stay out of the logs.
+func secretField[T any](name string, f func(c *Config) *T, parse func(string) (T, error)) configKey {
+	k := field(name, f, parse)
+	k.secret = true
+	return k
+}
+
+// ignoredKey is accepted, its value checked with parse, and changes
+// nothing; fleetd warns that it has no effect.
+func ignoredKey[T any](name string, parse func(string) (T, error), why string) configKey {
+	return configKey{name: name, ignored: why, set: func(_ *Config, v string) error {
+		_, err := parse(v)
+		return err
+	}}
+}
+
+// configKeys is the closed set of configuration keys, in the order of
+// Config's fields, then the ignored ones.
+var configKeys = []configKey{
+	field("etcd_servers", func(c *Config) *[]string { return &c.EtcdServers }, parseList),
+	field("etcd_key_prefix", func(c *Config) *string { return &c.EtcdKeyPrefix }, parseString),
+	field("etcd_keyfile", func(c *Config) *string { return &c.EtcdKeyFile }, parseString),
+	field("etcd_certfile", func(c *Config) *string { return &c.EtcdCertFile }, parseString),
+	field("etcd_cafile", func(c *Config) *string { return &c.EtcdCAFile }, parseString),
+	field("etcd_username", func(c *Config) *string { return &c.EtcdUsername }, parseString),
+	secretField("etcd_password", func(c *Config) *string { return &c.EtcdPassword }, parseString),
+	field("etcd_request_timeout", func(c *Config) *time.Duration { return &c.EtcdRequestTimeout }, parseSeconds),
+	field("public_ip", func(c *Config) *string { return &c.PublicIP }, parseString),
+	field("metadata", func(c *Config) *map[string]string { return &c.Metadata }, parseMetadata),
+	field("agent_ttl", func(c *Config) *time.Duration { return &c.AgentTTL }, parseDuration),
+	field("engine_reconcile_interval", func(c *Config) *time.Duration { return &c.EngineReconcile }, parseSeconds),
+	field("units_directory", func(c *Config) *string { return &c.UnitsDirectory }, parseString),
+	field("systemd_user", func(c *Config) *bool { return &c.SystemdUser }, parseBool),
+	field("token_limit", func(c *Config) *int { return &c.TokenLimit }, parseInt),
+	field("disable_engine", func(c *Config) *bool { return &c.DisableEngine }, parseBool),
+	field("verbosity", func(c *Config) *int { return &c.Verbosity }, parseInt),
+	field("machine_id", func(c *Config) *string { return &c.MachineID }, parseString),
+	field("api_listen", func(c *Config) *[]string { return &c.APIListen }, parseList),
+	field("data_dir", func(c *Config) *string { return &c.DataDir }, parseString),
+	field("shutdown_purge", func(c *Config) *bool { return &c.ShutdownPurge }, parseBool),
+	ignoredKey("disable_watches", parseBool, "watches are per machine and cheap; there is nothing to disable"),
+	ignoredKey("enable_grpc", parseBool, "agents never talk to the engine directly"),
+	ignoredKey("verify_units", parseString, "unit signing is not supported"),
+	ignoredKey("authorized_keys_file", parseString, "unit signing is not supported"),
+}
+
+// keyByName indexes configKeys.
+var keyByName = func() map[string]configKey {
+	m := make(map[string]configKey, len(configKeys))
+	for _, k := range configKeys {
+		m[k.name] = k
+	}
+	return m
+}()
+
+// logAttrs is the effective configuration as log attributes, with the
+// machine ID in use (which may come from /etc/machine-id) and without
+// secrets.
+func (c Config) logAttrs(machineID string) []any {
+	attrs := []any{"machine_id", machineID}
+	for _, k := range configKeys {
+		if k.get == nil || k.secret || k.name == "machine_id" {
+			continue
+		}
+		v := k.get(&c)
+		if list, ok := v.([]string); ok {
+			v = strings.Join(list, ",")
+		}
+		attrs = append(attrs, k.name, v)
+	}
+	return attrs
 }
 
 // LoadConfig reads the config file (if path is non-empty) and then the
@@ -128,11 +194,11 @@ func LoadConfig(path string, environ []string) (Config, []string, error) {
 		if err != nil {
 			return c, nil, err
 		}
-		for _, k := range sortedKeys(kv) {
+		for _, k := range slices.Sorted(maps.Keys(kv)) {
 			if err := applyKey(&c, k, kv[k], path); err != nil {
 				return c, nil, err
 			}
-			if _, ok := ignoredKeys[k]; ok {
+			if keyByName[k].ignored != "" {
 				ignored = append(ignored, k)
 			}
 		}
@@ -145,14 +211,14 @@ func LoadConfig(path string, environ []string) (Config, []string, error) {
 		}
 		env[strings.ToLower(strings.TrimPrefix(k, "FLEET_"))] = v
 	}
-	for _, k := range sortedKeys(env) {
-		if _, known := configKeys[k]; !known {
+	for _, k := range slices.Sorted(maps.Keys(env)) {
+		if _, known := keyByName[k]; !known {
 			continue // FLEET_* variables are also used by other tools; only known keys apply
 		}
 		if err := applyKey(&c, k, env[k], "environment FLEET_"+strings.ToUpper(k)); err != nil {
 			return c, nil, err
 		}
-		if _, ok := ignoredKeys[k]; ok {
+		if keyByName[k].ignored != "" {
 			ignored = append(ignored, k)
 		}
 	}
@@ -163,11 +229,11 @@ func LoadConfig(path string, environ []string) (Config, []string, error) {
 }
 
 func applyKey(c *Config, k, v, source string) error {
-	set, ok := configKeys[k]
+	key, ok := keyByName[k]
 	if !ok {
 		return &ConfigError{Key: k, Source: source, Err: errors.New("unknown configuration key")}
 	}
-	if err := set(c, v); err != nil {
+	if err := key.set(c, v); err != nil {
 		return &ConfigError{Key: k, Source: source, Err: err}
 	}
 	return nil
@@ -291,7 +357,11 @@ func parseINI(r io.Reader, source string) (map[string]string, error) {
 	return out, nil
 }
 
-func setList(dst *[]string, v string) error {
+func parseString(v string) (string, error) { return v, nil }
+
+func parseMetadata(v string) (map[string]string, error) { return ParseMetadata(v), nil }
+
+func parseList(v string) ([]string, error) {
 	v = strings.TrimSpace(v)
 	if strings.HasPrefix(v, "[") && strings.HasSuffix(v, "]") {
 		v = v[1 : len(v)-1]
@@ -304,59 +374,45 @@ func setList(dst *[]string, v string) error {
 		}
 	}
 	if len(out) == 0 {
-		return errors.New("empty list")
+		return nil, errors.New("empty list")
 	}
-	*dst = out
-	return nil
+	return out, nil
 }
 
-func setBool(dst *bool, v string) error {
+func parseBool(v string) (bool, error) {
 	b, err := strconv.ParseBool(strings.TrimSpace(v))
 	if err != nil {
-		return fmt.Errorf("%q is not a boolean", v)
+		return false, fmt.Errorf("%q is not a boolean", v)
 	}
-	*dst = b
-	return nil
+	return b, nil
 }
 
-func setInt(dst *int, v string) error {
+func parseInt(v string) (int, error) {
 	n, err := strconv.Atoi(strings.TrimSpace(v))
 	if err != nil {
-		return fmt.Errorf("%q is not an integer", v)
+		return 0, fmt.Errorf("%q is not an integer", v)
 	}
-	*dst = n
-	return nil
+	return n, nil
 }
 
-// setSeconds accepts fleet's float seconds ("1.5") or a Go duration ("1500ms").
-func setSeconds(dst *time.Duration, v string) error {
+// parseSeconds accepts fleet's float seconds ("1.5") or a Go duration ("1500ms").
+func parseSeconds(v string) (time.Duration, error) {
 	v = strings.TrimSpace(v)
 	if f, err := strconv.ParseFloat(v, 64); err == nil {
 		if f <= 0 {
-			return fmt.Errorf("%q must be positive", v)
+			return 0, fmt.Errorf("%q must be positive", v)
 		}
-		*dst = time.Duration(f * float64(time.Second))
-		return nil
+		return time.Duration(f * float64(time.Second)), nil
 	}
-	return setDuration(dst, v)
+	return parseDuration(v)
 }
 
-func setDuration(dst *time.Duration, v string) error {
+func parseDuration(v string) (time.Duration, error) {
 	d, err := time.ParseDuration(strings.TrimSpace(v))
 	if err != nil {
-		return fmt.Errorf("%q is not a duration (e.g. 30s)", v)
+		return 0, fmt.Errorf("%q is not a duration (e.g. 30s)", v)
 	}
-	*dst = d
-	return nil
-}
-
-func sortedKeys(m map[string]string) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
+	return d, nil
 }
 
 // ExplicitKeys lists the keys the file at path or the environment set.
@@ -367,7 +423,7 @@ func ExplicitKeys(path string, environ []string) []string {
 			kv, err := parseINI(f, path)
 			f.Close()
 			if err == nil {
-				out = append(out, sortedKeys(kv)...)
+				out = append(out, slices.Sorted(maps.Keys(kv))...)
 			}
 		}
 	}

@@ -1,7 +1,9 @@
 package fleetd
 
 import (
+	"bytes"
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -148,5 +150,29 @@ func TestParseMetadata(t *testing.T) {
 				t.Errorf("ParseMetadata(%q) = %v, want %v", tc.in, got, tc.want)
 			}
 		})
+	}
+}
+
+func TestEffectiveConfigLogNamesEveryKeyButSecrets(t *testing.T) {
+	c := DefaultConfig()
+	c.EtcdPassword = "hunter2"
+	c.MachineID = "from-the-config"
+	var buf bytes.Buffer
+	logConfig(slog.New(slog.NewTextHandler(&buf, nil)), c, "in-use")
+	out := buf.String()
+	for _, k := range configKeys {
+		logged := strings.Contains(out, " "+k.name+"=")
+		if want := k.get != nil && !k.secret; logged != want {
+			t.Errorf("key %s logged %v, want %v", k.name, logged, want)
+		}
+	}
+	for _, want := range []string{" machine_id=in-use ", " etcd_servers=http://127.0.0.1:2379,http://127.0.0.1:4001 ",
+		" agent_ttl=30s "} {
+		if !strings.Contains(out, want) {
+			t.Errorf("log lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "hunter2") || strings.Contains(out, "from-the-config") {
+		t.Errorf("log shows the password or the configured machine ID instead of the one in use:\n%s", out)
 	}
 }

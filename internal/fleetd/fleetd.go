@@ -113,9 +113,10 @@ func stopCtx(ctx context.Context) (context.Context, context.CancelFunc) {
 func (d *node) start(ctx context.Context) error {
 	cfg, opts, log := &d.cfg, d.opts, d.log
 	if opts.Dev && !opts.DataDirSet {
-		dir, err := os.MkdirTemp("", "fleetd-dev-")
+		clearDevDebris(ctx, log)
+		dir, err := makeDevDir()
 		if err != nil {
-			return fmt.Errorf("create dev data dir: %w", err)
+			return err
 		}
 		cfg.DataDir = dir
 		d.cleanups = append(d.cleanups, func() { _ = os.RemoveAll(dir) })
@@ -127,12 +128,17 @@ func (d *node) start(ctx context.Context) error {
 		cfg.APIListen = []string{"unix://" + filepath.Join(cfg.DataDir, "fleet.sock")}
 	}
 	if opts.Dev {
-		e, err := etcdembed.Start(ctx, etcdembed.Options{Dir: filepath.Join(cfg.DataDir, "etcd"), Logger: log})
+		// Private: TLS with client certificates whose keys only this
+		// data directory's owner can read, so no other local user reaches
+		// the store.
+		e, err := etcdembed.Start(ctx, etcdembed.Options{Dir: filepath.Join(cfg.DataDir, "etcd"), Private: true, Logger: log})
 		if err != nil {
 			return err
 		}
 		d.cleanups = append(d.cleanups, e.Close)
 		cfg.EtcdServers = []string{e.Endpoint()}
+		tls := e.TLS()
+		cfg.EtcdCAFile, cfg.EtcdCertFile, cfg.EtcdKeyFile = tls.CAFile, tls.CertFile, tls.KeyFile
 	}
 
 	machineID, err := resolveMachineID(*cfg, opts.Dev)
@@ -160,7 +166,8 @@ func (d *node) start(ctx context.Context) error {
 	d.metrics = NewMetrics(opts.Version)
 	d.reg, err = registry.Connect(registry.ConnectConfig{Endpoints: cfg.EtcdServers, KeyFile: cfg.EtcdKeyFile,
 		CertFile: cfg.EtcdCertFile, CAFile: cfg.EtcdCAFile, Username: cfg.EtcdUsername, Password: cfg.EtcdPassword,
-		DialTimeout: 5 * time.Second, Observer: d.metrics.Registry(), Prefix: cfg.EtcdKeyPrefix,
+		DialTimeout: 5 * time.Second, RequestTimeout: cfg.EtcdRequestTimeout, Observer: d.metrics.Registry(),
+		Prefix: cfg.EtcdKeyPrefix,
 		Logger: log.With("component", "registry")})
 	if err != nil {
 		return err
@@ -169,9 +176,21 @@ func (d *node) start(ctx context.Context) error {
 
 	d.notify = notifier{log: log}
 	d.ready = make(chan struct{})
+
+	// The API's sockets first, so that clients queue (rather than being
+	// refused) while fleetd starts; served below, answering 503 until the
+	// machine registers.
+	listeners, activated, err := openAPIListeners(cfg.APIListen, opts.APIListenSet, log)
+	if err != nil {
+		return err
+	}
+	d.listeners = listeners
+
 	var readyOnce sync.Once
 	d.pres = presence.New(d.reg, presence.Config{
-		Machine:  unit.Machine{ID: machineID, PublicIP: cfg.PublicIP, Metadata: cfg.Metadata, Version: opts.Version},
+		Machine: unit.Machine{ID: machineID, PublicIP: cfg.PublicIP, Metadata: cfg.Metadata, Version: opts.Version,
+			// Other machines forward unit status and journal requests here.
+			APIURL: publishedAPIURL(apiAddrs(listeners), cfg.PublicIP)},
 		Instance: instance, TTL: cfg.AgentTTL, Logger: log.With("component", "presence"),
 		OnLease: func(registry.LeaseID) {
 			d.agent.Republish()
@@ -181,16 +200,9 @@ func (d *node) start(ctx context.Context) error {
 	d.agent = agent.New(store, store, sd, agent.Config{
 		MachineID: machineID, Logger: log.With("component", "agent"), Metrics: d.metrics.Agent()})
 
-	// API first, so that clients get 503 (not connection refused) while
-	// the machine registers.
 	handler := api.NewHandler(d.reg, api.Options{Version: opts.Version, TokenLimit: cfg.TokenLimit,
-		Logger: log.With("component", "api"), Ready: d.pres.Ready, Metrics: d.metrics.Handler(),
-		MachineID: machineID, Local: localunits.New(machineID, sd), Stopping: ctx.Done()})
-	listeners, activated, err := openAPIListeners(cfg.APIListen, opts.APIListenSet, log)
-	if err != nil {
-		return err
-	}
-	d.listeners = listeners
+		Logger: log.With("component", "api"), Ready: d.readyWait, Healthy: d.agent.Healthy,
+		Metrics: d.metrics.Handler(), MachineID: machineID, Local: localunits.New(machineID, sd), Stopping: ctx.Done()})
 	servers := serveAPI(listeners, activated, d.metrics.API(handler), log)
 	d.cleanups = append(d.cleanups, func() {
 		sctx, cancel := stopCtx(ctx)
@@ -199,13 +211,24 @@ func (d *node) start(ctx context.Context) error {
 			_ = s.Shutdown(sctx)
 		}
 	})
-
-	// Other machines forward unit status and journal requests to this URL;
-	// set before presence runs, so the first registration publishes it.
-	m := d.pres.Machine()
-	m.APIURL = publishedAPIURL(apiAddrs(listeners), cfg.PublicIP)
-	d.pres.SetMachine(m)
 	return nil
+}
+
+// readyWait is the API's readiness: nil while the machine is registered.
+// Before the first registration a request waits for it, up to
+// etcd_request_timeout, rather than failing while fleetd starts.
+func (d *node) readyWait() error {
+	select {
+	case <-d.ready:
+	default:
+		t := time.NewTimer(d.cfg.EtcdRequestTimeout)
+		select {
+		case <-d.ready:
+		case <-t.C:
+		}
+		t.Stop()
+	}
+	return d.pres.Ready()
 }
 
 // supervise runs every component until ctx ends. A component that returns
@@ -240,7 +263,9 @@ func (d *node) supervise(ctx context.Context) error {
 	} else if wd > 0 {
 		// Pinged while the presence loop makes progress: a stuck loop gets
 		// fleetd restarted, a store outage does not.
-		healthy := func() bool { return d.pres.Alive(2*cfg.AgentTTL + wd) }
+		// It stops while the agent cannot reach systemd, so a host whose
+		// fleetd cannot recover gets it restarted.
+		healthy := func() bool { return d.pres.Alive(2*cfg.AgentTTL+wd) && d.agent.Healthy() == nil }
 		run("watchdog", func(ctx context.Context) error {
 			runWatchdog(ctx, wd, healthy, d.notify.notify)
 			return nil
@@ -268,13 +293,16 @@ func (d *node) supervise(ctx context.Context) error {
 }
 
 // announce tells systemd (READY=1) and, in dev mode, the user that fleetd
-// serves, once the machine is registered: the printed command works from
-// the moment it is printed. It then waits for ctx.
+// serves, once the machine is registered and its agent reached systemd:
+// the printed command works, and /health answers ok, from the moment it is
+// printed. It then waits for ctx.
 func (d *node) announce(ctx context.Context) error {
-	select {
-	case <-ctx.Done():
-		return nil
-	case <-d.ready:
+	for _, ready := range []<-chan struct{}{d.ready, d.agent.Connected()} {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-ready:
+		}
 	}
 	d.notify.notify("READY=1\nSTATUS=registered as machine " + d.machineID)
 	if d.opts.Dev && d.opts.Stdout != nil {
@@ -338,7 +366,7 @@ func connectSystemd(ctx context.Context, cfg Config, dev bool, log *slog.Logger)
 		return connect(systemd.Config{UnitsDir: unitsDir(userDir()), User: true, Logger: sdLog})
 	}
 	log.Info("dev mode: no systemd manager reachable over D-Bus; starting a private systemd --user")
-	lm, err := launch.Start(ctx, launch.Options{Logger: sdLog})
+	lm, err := launch.Start(ctx, launch.Options{Logger: sdLog, Dir: devRuntimeDir(cfg.DataDir), CgroupName: devCgroup(cfg.DataDir)})
 	if err != nil {
 		return nil, "", nil, fmt.Errorf("start a private systemd --user: %w", err)
 	}
@@ -415,13 +443,5 @@ func detectPublicIP() string {
 }
 
 func logConfig(log *slog.Logger, c Config, machineID string) {
-	log.Info("effective configuration",
-		"machine_id", machineID, "etcd_servers", strings.Join(c.EtcdServers, ","), "etcd_key_prefix", c.EtcdKeyPrefix,
-		"etcd_cafile", c.EtcdCAFile, "etcd_certfile", c.EtcdCertFile, "etcd_keyfile", c.EtcdKeyFile,
-		"etcd_username", c.EtcdUsername, "etcd_request_timeout", c.EtcdRequestTimeout,
-		"public_ip", c.PublicIP, "metadata", c.Metadata, "agent_ttl", c.AgentTTL,
-		"engine_reconcile_interval", c.EngineReconcile, "units_directory", c.UnitsDirectory,
-		"systemd_user", c.SystemdUser, "token_limit", c.TokenLimit, "disable_engine", c.DisableEngine,
-		"verbosity", c.Verbosity, "api_listen", strings.Join(c.APIListen, ","), "data_dir", c.DataDir,
-		"shutdown_purge", c.ShutdownPurge)
+	log.Info("effective configuration", c.logAttrs(machineID)...)
 }

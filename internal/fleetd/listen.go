@@ -128,10 +128,7 @@ func listen(l string) (net.Listener, error) {
 		return nil, err
 	}
 	if network == "unix" {
-		if err := os.MkdirAll(filepath.Dir(addr), 0o755); err != nil {
-			return nil, fmt.Errorf("create API socket dir: %w", err)
-		}
-		_ = os.Remove(addr) // a stale socket from an earlier run
+		return listenUnix(addr)
 	}
 	ln, err := net.Listen(network, addr)
 	if err != nil {
@@ -140,18 +137,58 @@ func listen(l string) (net.Listener, error) {
 	return ln, nil
 }
 
+// serverLimits bound what one client can hold of an API server.
+type serverLimits struct {
+	readHeader time.Duration // to read a request's headers
+	read       time.Duration // to read a whole request, body included
+	write      time.Duration // to answer; journal streams move it along (api.StreamWriteTimeout)
+	idle       time.Duration // a keep-alive connection between requests
+	maxHeader  int           // bytes of request headers
+}
+
+// apiLimits are the limits of fleetd's API servers: a request body of
+// api.MaxUnitBodyBytes must arrive within read.
+var apiLimits = serverLimits{
+	readHeader: 10 * time.Second,
+	read:       time.Minute,
+	write:      time.Minute,
+	idle:       2 * time.Minute,
+	maxHeader:  64 << 10,
+}
+
+// newAPIServer returns the server of one listener: h under lim, behind
+// the Host check on a TCP listener.
+func newAPIServer(ln net.Listener, h http.Handler, lim serverLimits, hostname string) *http.Server {
+	if ta, ok := ln.Addr().(*net.TCPAddr); ok {
+		h = checkHost(ta, hostname, h)
+	}
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: lim.readHeader,
+		ReadTimeout:       lim.read,
+		WriteTimeout:      lim.write,
+		IdleTimeout:       lim.idle,
+		MaxHeaderBytes:    lim.maxHeader,
+	}
+}
+
 // serveAPI serves h on lns until the returned servers are shut down.
 func serveAPI(lns []apiListener, activatedCount int, h http.Handler, log *slog.Logger) []*http.Server {
+	hostname, err := os.Hostname()
+	if err != nil {
+		log.Warn("the host name is unknown; TCP listeners accept IP addresses and localhost only", "err", err)
+	}
 	servers := make([]*http.Server, 0, len(lns))
 	for i, l := range lns {
-		srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+		srv := newAPIServer(l.ln, h, apiLimits, hostname)
 		servers = append(servers, srv)
 		go func() {
 			if err := srv.Serve(l.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				log.Error("API listener failed", "listen", l.addr, "err", err)
 			}
 		}()
-		log.Info("API listening", "listen", l.addr, "activated", i < activatedCount)
+		// The bound address: a tcp port 0 shows the port the kernel chose.
+		log.Info("API listening", "listen", listenAddr(l.ln.Addr()), "activated", i < activatedCount)
 	}
 	return servers
 }

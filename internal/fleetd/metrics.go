@@ -3,7 +3,6 @@ package fleetd
 import (
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -11,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/fleet-next/fleet/agent"
+	"github.com/fleet-next/fleet/api"
 	"github.com/fleet-next/fleet/engine"
 	"github.com/fleet-next/fleet/registry"
 	"github.com/fleet-next/fleet/unit"
@@ -201,16 +201,16 @@ func (r registryMetrics) Request(op registry.Op, d time.Duration, err error) {
 	}
 }
 
-// API wraps the API handler h so that every request is counted by method,
-// route and status code, and timed.
+// API returns h, the API handler (api.NewHandler), with every request it
+// answers counted by method, route and status code, and timed. The route
+// is the pattern of the API's route table that served the request
+// ("/fleet/v1/units/{name}"), or "other"; the handler's own status
+// recorder reports it (api.WithObserver).
 func (m *Metrics) API(h http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		start := time.Now()
-		rec := &codeRecorder{ResponseWriter: w}
-		h.ServeHTTP(rec, r)
-		method, route := methodLabel(r.Method), routeLabel(r.URL.Path)
-		m.apiRequests.WithLabelValues(method, route, strconv.Itoa(rec.statusCode())).Inc()
-		m.apiDuration.WithLabelValues(method, route).Observe(time.Since(start).Seconds())
+	return api.WithObserver(h, func(method, route string, code int, elapsed time.Duration) {
+		method = methodLabel(method)
+		m.apiRequests.WithLabelValues(method, route, strconv.Itoa(code)).Inc()
+		m.apiDuration.WithLabelValues(method, route).Observe(elapsed.Seconds())
 	})
 }
 
@@ -222,73 +222,4 @@ func methodLabel(m string) string {
 		return m
 	}
 	return "other"
-}
-
-// routeLabel maps a request path to the route it addresses, with unit
-// names replaced by {name}, so that the label's values stay few. Paths that
-// are no route of the API are "other".
-func routeLabel(path string) string {
-	switch path {
-	case "/", "/health", "/metrics":
-		return path
-	}
-	for _, base := range []string{"/fleet/v1", "/v1-alpha"} {
-		if path == base {
-			return base
-		}
-		rest, ok := strings.CutPrefix(path, base+"/")
-		if !ok {
-			continue
-		}
-		parts := strings.Split(rest, "/")
-		switch {
-		case len(parts) == 1 && (parts[0] == "units" || parts[0] == "state" || parts[0] == "machines" || parts[0] == "discovery"):
-			return base + "/" + parts[0]
-		case len(parts) == 2 && (parts[0] == "units" || parts[0] == "state") && parts[1] != "":
-			return base + "/" + parts[0] + "/{name}"
-		case len(parts) == 3 && parts[0] == "units" && parts[1] != "" && (parts[2] == "status" || parts[2] == "journal"):
-			return base + "/units/{name}/" + parts[2]
-		}
-		return "other"
-	}
-	return "other"
-}
-
-// codeRecorder remembers the status code written through it. It passes
-// flushes on, so streamed responses stay streamed.
-type codeRecorder struct {
-	http.ResponseWriter
-	code int
-}
-
-func (r *codeRecorder) WriteHeader(code int) {
-	if r.code == 0 {
-		r.code = code
-	}
-	r.ResponseWriter.WriteHeader(code)
-}
-
-func (r *codeRecorder) Write(b []byte) (int, error) {
-	if r.code == 0 {
-		r.code = http.StatusOK
-	}
-	return r.ResponseWriter.Write(b)
-}
-
-// Flush sends buffered data to the client.
-func (r *codeRecorder) Flush() {
-	if r.code == 0 {
-		r.code = http.StatusOK
-	}
-	_ = http.NewResponseController(r.ResponseWriter).Flush() // unsupported only by writers that cannot stream
-}
-
-// Unwrap lets http.ResponseController reach the underlying writer.
-func (r *codeRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
-
-func (r *codeRecorder) statusCode() int {
-	if r.code == 0 {
-		return http.StatusOK
-	}
-	return r.code
 }

@@ -4,7 +4,6 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
-	"sort"
 
 	"github.com/fleet-next/fleet/unit"
 )
@@ -13,34 +12,25 @@ import (
 // between a and b.
 func ConfigDiff(a, b Config) []string {
 	var out []string
-	add := func(key string, differ bool) {
-		if differ {
-			out = append(out, key)
+	for _, k := range configKeys {
+		if k.get != nil && !sameValue(k.get(&a), k.get(&b)) {
+			out = append(out, k.name)
 		}
 	}
-	add("etcd_servers", !slices.Equal(a.EtcdServers, b.EtcdServers))
-	add("etcd_key_prefix", a.EtcdKeyPrefix != b.EtcdKeyPrefix)
-	add("etcd_keyfile", a.EtcdKeyFile != b.EtcdKeyFile)
-	add("etcd_certfile", a.EtcdCertFile != b.EtcdCertFile)
-	add("etcd_cafile", a.EtcdCAFile != b.EtcdCAFile)
-	add("etcd_username", a.EtcdUsername != b.EtcdUsername)
-	add("etcd_password", a.EtcdPassword != b.EtcdPassword)
-	add("etcd_request_timeout", a.EtcdRequestTimeout != b.EtcdRequestTimeout)
-	add("public_ip", a.PublicIP != b.PublicIP)
-	add("metadata", !maps.Equal(a.Metadata, b.Metadata))
-	add("agent_ttl", a.AgentTTL != b.AgentTTL)
-	add("engine_reconcile_interval", a.EngineReconcile != b.EngineReconcile)
-	add("units_directory", a.UnitsDirectory != b.UnitsDirectory)
-	add("systemd_user", a.SystemdUser != b.SystemdUser)
-	add("token_limit", a.TokenLimit != b.TokenLimit)
-	add("disable_engine", a.DisableEngine != b.DisableEngine)
-	add("verbosity", a.Verbosity != b.Verbosity)
-	add("machine_id", a.MachineID != b.MachineID)
-	add("api_listen", !slices.Equal(a.APIListen, b.APIListen))
-	add("data_dir", a.DataDir != b.DataDir)
-	add("shutdown_purge", a.ShutdownPurge != b.ShutdownPurge)
-	sort.Strings(out)
+	slices.Sort(out)
 	return out
+}
+
+// sameValue compares two values of one configuration field; a nil and an
+// empty list or map are the same.
+func sameValue(a, b any) bool {
+	switch a := a.(type) {
+	case []string:
+		return slices.Equal(a, b.([]string))
+	case map[string]string:
+		return maps.Equal(a, b.(map[string]string))
+	}
+	return a == b
 }
 
 // LogLevel is the log level for a verbosity: debug above 0, else info.

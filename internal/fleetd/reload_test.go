@@ -82,7 +82,7 @@ func TestConfigDiffCoversEveryField(t *testing.T) {
 			if len(got) != 1 {
 				t.Fatalf("changing %s: ConfigDiff = %v, want exactly one key", field.Name, got)
 			}
-			if _, ok := configKeys[got[0]]; !ok {
+			if _, ok := keyByName[got[0]]; !ok {
 				t.Errorf("changing %s: %q is not a configuration key", field.Name, got[0])
 			}
 			if other, dup := seen[got[0]]; dup {

@@ -211,3 +211,26 @@ func readPIDs(file string) ([]int, error) {
 	}
 	return pids, nil
 }
+
+// RemoveCgroup removes what a manager started with CgroupName name left in
+// the cgroup hierarchies after its owner died without stopping it (kill
+// -9): every process still in the subtree is killed and the subtree and
+// its unused parents are removed. It is not an error if nothing is left.
+func RemoveCgroup(ctx context.Context, name string) error {
+	if err := validCgroupName(name); err != nil {
+		return err
+	}
+	roots, err := cgroupRoots(cgroupBase)
+	if err != nil {
+		return err
+	}
+	t := &cgroupTree{}
+	parts := strings.Split(name, "/")
+	for _, root := range roots {
+		t.leaves = append(t.leaves, filepath.Join(root, name))
+		for i := len(parts) - 1; i > 0; i-- {
+			t.parents = append(t.parents, filepath.Join(root, filepath.Join(parts[:i]...)))
+		}
+	}
+	return t.remove(ctx)
+}

@@ -270,9 +270,11 @@ func systemState(ctx context.Context, socket string) (string, error) {
 	// systemd can leave a message that arrives together with the end of
 	// authentication unread until more data comes in; a throwaway message
 	// first keeps the real call from waiting.
-	if err := obj.CallWithContext(ctx, "org.freedesktop.DBus.Peer.Ping", dbus.FlagNoReplyExpected).Err; err != nil {
-		return "", fmt.Errorf("ping: %w", err)
-	}
+	// (A call that expects its reply, bounded: godbus can block forever on
+	// a no-reply call whose connection closes.)
+	pctx, pcancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	_ = obj.CallWithContext(pctx, "org.freedesktop.DBus.Peer.Ping", 0).Err
+	pcancel()
 	var v dbus.Variant
 	err = obj.CallWithContext(ctx, "org.freedesktop.DBus.Properties.Get", 0, "org.freedesktop.systemd1.Manager", "SystemState").
 		Store(&v)

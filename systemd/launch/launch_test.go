@@ -13,18 +13,13 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/fleet-next/fleet/internal/testenv"
 )
 
 // testTimeout guards every test against a hung manager; it is not a
 // performance expectation.
 const testTimeout = 60 * time.Second
-
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("starting a systemd --user manager needs root (mount namespace, cgroups)")
-	}
-}
 
 // startForTest starts a manager and registers its Stop as cleanup.
 func startForTest(t *testing.T, opts Options) *Manager {
@@ -87,7 +82,7 @@ func cgroupDirs(t *testing.T, name string) []string {
 }
 
 func TestStartTwoManagers(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireSystemd(t)
 	names := []string{"fleet/launch-test-a-" + randomHex(4), "fleet/launch-test-b-" + randomHex(4)}
 	managers := make([]*Manager, len(names))
 	errs := make([]error, len(names))
@@ -180,7 +175,7 @@ func TestStartTwoManagers(t *testing.T) {
 }
 
 func TestStopKeepsGivenDir(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireSystemd(t)
 	dir := filepath.Join(t.TempDir(), "rt")
 	m := startForTest(t, Options{Dir: dir})
 	if m.RuntimeDir() != dir {
@@ -226,7 +221,7 @@ func runSleeper(ctx context.Context, t *testing.T, m *Manager, unit string) int 
 }
 
 func TestStopKillsUnits(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireSystemd(t)
 	name := "fleet/launch-test-units-" + randomHex(4)
 	m := startForTest(t, Options{CgroupName: name})
 	ctx, cancel := context.WithTimeout(t.Context(), testTimeout)
@@ -246,7 +241,7 @@ func TestStopKillsUnits(t *testing.T) {
 }
 
 func TestStartRejectsBadOptions(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireSystemd(t)
 	tests := []struct {
 		name string
 		opts Options
@@ -278,7 +273,7 @@ func TestStartRejectsBadOptions(t *testing.T) {
 }
 
 func TestStartFailureCleansUp(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireSystemd(t)
 	name := "fleet/launch-test-fail-" + randomHex(4)
 	// A readiness limit no manager can meet makes Start fail after it has
 	// created the cgroups and the process.

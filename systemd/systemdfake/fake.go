@@ -34,9 +34,10 @@ func (e *NoSuchUnitError) NoSuchUnit() bool { return true }
 
 // Systemd state strings the fake reports.
 const (
-	loadLoaded   = "loaded"
-	loadNotFound = "not-found"
-	loadError    = "error"
+	loadLoaded     = "loaded"
+	loadNotFound   = "not-found"
+	loadError      = "error"
+	loadBadSetting = "bad-setting"
 
 	activeActive   = "active"
 	activeInactive = "inactive"
@@ -55,6 +56,7 @@ const firstPID = 1000
 // definition is what a daemon-reload loaded for one unit.
 type definition struct {
 	bad      bool     // the file did not parse: LoadState "error"
+	badSet   bool     // a service with nothing to run: LoadState "bad-setting"
 	service  bool     // a .service unit
 	exits    bool     // the service's process exits by itself
 	fails    bool     // ... with a failure
@@ -74,6 +76,7 @@ func (r runState) isZero() bool { return r == runState{} }
 // value is not usable; call New.
 type Manager struct {
 	mu       sync.Mutex // guards the fields below
+	down     bool       // between the two halves of Restart: every call fails
 	files    map[string]string
 	hashes   map[string]unit.Hash
 	linked   map[string]bool
@@ -83,6 +86,7 @@ type Manager struct {
 	run      map[string]runState    // units that are not inactive/dead
 	nextPID  uint32
 	watchers map[*watcher]struct{}
+	host     map[string]string // units the host has of its own: name -> path
 }
 
 // New returns an empty manager: no unit files, nothing loaded or running.
@@ -97,6 +101,7 @@ func New() *Manager {
 		run:      map[string]runState{},
 		nextPID:  firstPID,
 		watchers: map[*watcher]struct{}{},
+		host:     map[string]string{},
 	}
 }
 
@@ -111,7 +116,7 @@ func checkName(name string) error {
 
 // UnitFiles lists the unit files with the hash of their contents.
 func (m *Manager) UnitFiles(ctx context.Context) (map[string]unit.Hash, error) {
-	if err := ctx.Err(); err != nil {
+	if err := m.up(ctx); err != nil {
 		return nil, err
 	}
 	m.mu.Lock()
@@ -125,7 +130,7 @@ func (m *Manager) UnitFiles(ctx context.Context) (map[string]unit.Hash, error) {
 
 // WriteUnitFile stores content as the file name.
 func (m *Manager) WriteUnitFile(ctx context.Context, name, content string) error {
-	if err := ctx.Err(); err != nil {
+	if err := m.up(ctx); err != nil {
 		return err
 	}
 	if err := checkName(name); err != nil {
@@ -140,7 +145,7 @@ func (m *Manager) WriteUnitFile(ctx context.Context, name, content string) error
 
 // RemoveUnitFile deletes the file; no error if it is already gone.
 func (m *Manager) RemoveUnitFile(ctx context.Context, name string) error {
-	if err := ctx.Err(); err != nil {
+	if err := m.up(ctx); err != nil {
 		return err
 	}
 	if err := checkName(name); err != nil {
@@ -165,7 +170,7 @@ func (m *Manager) Enable(ctx context.Context, names []string) error {
 }
 
 func (m *Manager) setLinks(ctx context.Context, op string, names []string, enable bool) error {
-	if err := ctx.Err(); err != nil {
+	if err := m.up(ctx); err != nil {
 		return err
 	}
 	m.mu.Lock()
@@ -189,7 +194,7 @@ func (m *Manager) setLinks(ctx context.Context, op string, names []string, enabl
 
 // Disable removes the runtime links and enablement of names.
 func (m *Manager) Disable(ctx context.Context, names []string) error {
-	if err := ctx.Err(); err != nil {
+	if err := m.up(ctx); err != nil {
 		return err
 	}
 	m.mu.Lock()
@@ -204,7 +209,7 @@ func (m *Manager) Disable(ctx context.Context, names []string) error {
 // Reload loads every linked unit whose file exists, forgets the rest and
 // records what the enabled units want.
 func (m *Manager) Reload(ctx context.Context) error {
-	if err := ctx.Err(); err != nil {
+	if err := m.up(ctx); err != nil {
 		return err
 	}
 	m.mu.Lock()
@@ -254,7 +259,11 @@ func define(name, content string) *definition {
 	if !d.service {
 		return d
 	}
-	if execs := f.Values("Service", "ExecStart"); len(execs) > 0 {
+	execs := f.Values("Service", "ExecStart")
+	if len(execs) == 0 && !slices.Contains(f.Values("Service", "Type"), "oneshot") {
+		d.badSet = true // systemd refuses a service with no ExecStart=
+	}
+	if len(execs) > 0 {
 		switch program(execs[len(execs)-1]) {
 		case "false":
 			d.exits, d.fails = true, true
@@ -286,7 +295,7 @@ func truthy(v string) bool {
 
 // Start starts name and the units that want it.
 func (m *Manager) Start(ctx context.Context, name string) error {
-	if err := ctx.Err(); err != nil {
+	if err := m.up(ctx); err != nil {
 		return err
 	}
 	m.mu.Lock()
@@ -298,9 +307,12 @@ func (m *Manager) Start(ctx context.Context, name string) error {
 	if def.bad {
 		return fmt.Errorf("start %s: unit failed to load", name)
 	}
+	if def.badSet {
+		return fmt.Errorf("start %s: Unit %s has a bad unit file setting.", name, name)
+	}
 	m.startLocked(name, def)
 	for _, w := range m.wants[name] {
-		if d := m.loaded[w]; d != nil && !d.bad {
+		if d := m.loaded[w]; d != nil && !d.bad && !d.badSet {
 			m.startLocked(w, d)
 		}
 	}
@@ -332,7 +344,7 @@ func (m *Manager) startLocked(name string, def *definition) {
 
 // Stop stops name. A failed unit stays failed until ResetFailed.
 func (m *Manager) Stop(ctx context.Context, name string) error {
-	if err := ctx.Err(); err != nil {
+	if err := m.up(ctx); err != nil {
 		return err
 	}
 	m.mu.Lock()
@@ -353,7 +365,7 @@ func (m *Manager) Stop(ctx context.Context, name string) error {
 // ResetFailed turns a failed unit inactive; no error if it is not failed or
 // unknown.
 func (m *Manager) ResetFailed(ctx context.Context, name string) error {
-	if err := ctx.Err(); err != nil {
+	if err := m.up(ctx); err != nil {
 		return err
 	}
 	m.mu.Lock()
@@ -378,7 +390,7 @@ func (m *Manager) setRunLocked(name string, rs runState) {
 
 // States reports the state of names; unknown units read as not-found.
 func (m *Manager) States(ctx context.Context, names []string) (map[string]unit.SystemdState, error) {
-	if err := ctx.Err(); err != nil {
+	if err := m.up(ctx); err != nil {
 		return nil, err
 	}
 	m.mu.Lock()
@@ -395,8 +407,11 @@ func (m *Manager) stateLocked(name string) unit.SystemdState {
 	st := unit.SystemdState{LoadState: loadNotFound, ActiveState: activeInactive, SubState: subDead}
 	if def := m.loaded[name]; def != nil {
 		st.LoadState = loadLoaded
-		if def.bad {
+		switch {
+		case def.bad:
 			st.LoadState = loadError
+		case def.badSet:
+			st.LoadState = loadBadSetting
 		}
 	}
 	if rs, ok := m.run[name]; ok {
@@ -424,6 +439,7 @@ func (m *Manager) notifyIfChanged(name string, before unit.SystemdState) {
 type watcher struct {
 	pending map[string]struct{} // guarded by Manager.mu
 	kick    chan struct{}       // 1-buffered: pending is not empty
+	lost    chan struct{}       // closed when the manager restarts
 }
 
 // Watch delivers batches of names whose state changed until ctx ends, then
@@ -433,8 +449,12 @@ func (m *Manager) Watch(ctx context.Context) (<-chan []string, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	w := &watcher{pending: map[string]struct{}{}, kick: make(chan struct{}, 1)}
+	w := &watcher{pending: map[string]struct{}{}, kick: make(chan struct{}, 1), lost: make(chan struct{})}
 	m.mu.Lock()
+	if m.down {
+		m.mu.Unlock()
+		return nil, errUnavailable
+	}
 	m.watchers[w] = struct{}{}
 	m.mu.Unlock()
 	out := make(chan []string)
@@ -452,6 +472,8 @@ func (m *Manager) Watch(ctx context.Context) (<-chan []string, error) {
 		for {
 			select {
 			case <-ctx.Done():
+				return
+			case <-w.lost:
 				return
 			case <-w.kick:
 				m.mu.Lock()
@@ -471,4 +493,88 @@ func (m *Manager) Watch(ctx context.Context) (<-chan []string, error) {
 		}
 	}()
 	return out, nil
+}
+
+// unavailableError is the error of every call while the manager is down.
+type unavailableError struct{}
+
+func (unavailableError) Error() string { return "systemdfake: manager unavailable" }
+
+// Unavailable tells callers that the manager cannot be reached, as the
+// D-Bus adapter's errors do while systemd restarts.
+func (unavailableError) Unavailable() bool { return true }
+
+var errUnavailable error = unavailableError{}
+
+// StopManager is the first half of a restart of the manager: every Watch
+// ends, every unit stops (as they do when a user manager exits) and every
+// call fails with an error whose Unavailable() is true until StartManager.
+func (m *Manager) StopManager() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.down = true
+	for w := range m.watchers {
+		close(w.lost)
+		delete(m.watchers, w)
+	}
+	clear(m.run)
+	clear(m.loaded)
+	clear(m.wants)
+}
+
+// StartManager is the second half of a restart: the new manager loads every
+// linked unit file, as a manager does when it starts, and nothing runs.
+func (m *Manager) StartManager() {
+	m.mu.Lock()
+	m.down = false
+	m.mu.Unlock()
+	_ = m.Reload(context.Background())
+}
+
+// Restart stops and starts the manager.
+func (m *Manager) Restart() {
+	m.StopManager()
+	m.StartManager()
+}
+
+// up fails while the manager is down; mu must not be held.
+func (m *Manager) up(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.down {
+		return errUnavailable
+	}
+	return nil
+}
+
+// DropConnections ends every Watch, as a lost connection to a manager that
+// keeps running (a daemon-reexec, a restart of the bus) does: units keep
+// running and calls keep working.
+func (m *Manager) DropConnections() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for w := range m.watchers {
+		close(w.lost)
+		delete(m.watchers, w)
+	}
+}
+
+// AddHostUnit makes name a unit the host has of its own, at path.
+func (m *Manager) AddHostUnit(name, path string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.host[name] = path
+}
+
+// HostUnit returns the path of the host's own unit name, or "".
+func (m *Manager) HostUnit(ctx context.Context, name string) (string, error) {
+	if err := m.up(ctx); err != nil {
+		return "", err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.host[name], nil
 }

@@ -16,7 +16,11 @@ var _ agent.UnitManager = (*systemdfake.Manager)(nil)
 // TestContract runs the UnitManager contract the D-Bus adapter passes
 // against a real systemd.
 func TestContract(t *testing.T) {
-	systemdtest.Run(t, func(t *testing.T) agent.UnitManager { return systemdfake.New() })
+	systemdtest.Run(t, func(t *testing.T) systemdtest.Subject {
+		m := systemdfake.New()
+		m.AddHostUnit("dbus.socket", "/usr/lib/systemd/user/dbus.socket")
+		return systemdtest.Subject{Manager: m, Restart: func(*testing.T) { m.Restart() }, HostUnit: "dbus.socket"}
+	})
 }
 
 // install writes, links and reloads name.

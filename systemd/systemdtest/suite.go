@@ -2,8 +2,10 @@ package systemdtest
 
 import (
 	"context"
+	"errors"
 	"maps"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -23,15 +25,30 @@ const Timeout = 30 * time.Second
 
 const pollInterval = 20 * time.Millisecond
 
-// Run runs the UnitManager contract. Every subtest calls newManager once and
-// expects a manager with an empty units directory that is cleaned up when
-// the subtest ends (t.Cleanup).
-func Run(t *testing.T, newManager func(t *testing.T) agent.UnitManager) {
+// Subject is one manager under test.
+type Subject struct {
+	Manager agent.UnitManager
+	// Restart stops the systemd manager behind Manager and starts it again
+	// (same units directory and runtime links, nothing running), returning
+	// once the new manager is ready: what a host sees when its manager or
+	// its bus restarts.
+	Restart func(t *testing.T)
+	// HostUnit names a unit the host has of its own, outside the units
+	// directory.
+	HostUnit string
+}
+
+// Run runs the UnitManager contract. Every subtest calls newSubject once
+// and expects a manager with an empty units directory that is cleaned up
+// when the subtest ends (t.Cleanup).
+func Run(t *testing.T, newSubject func(t *testing.T) Subject) {
 	t.Helper()
 	tests := []struct {
 		name string
 		run  func(t *testing.T, ctx context.Context, m agent.UnitManager)
 	}{
+		{"BadSetting", testBadSetting},
+		{"StatesUnknownTypes", testStatesUnknownTypes},
 		{"UnitFiles", testUnitFiles},
 		{"LinkLoads", testLinkLoads},
 		{"StartStopWatch", testStartStopWatch},
@@ -45,9 +62,113 @@ func Run(t *testing.T, newManager func(t *testing.T) agent.UnitManager) {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(t.Context(), 2*Timeout)
 			defer cancel()
-			tc.run(t, ctx, newManager(t))
+			tc.run(t, ctx, newSubject(t).Manager)
 		})
 	}
+	t.Run("HostUnit", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(t.Context(), 2*Timeout)
+		defer cancel()
+		testHostUnit(t, ctx, newSubject(t))
+	})
+	t.Run("ManagerRestart", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(t.Context(), 2*Timeout)
+		defer cancel()
+		testManagerRestart(t, ctx, newSubject(t))
+	})
+}
+
+// BadSettingUnit is a service systemd refuses to start: nothing to run.
+const BadSettingUnit = "[Unit]\nDescription=contract bad setting\n\n[Service]\nType=simple\n"
+
+func testBadSetting(t *testing.T, ctx context.Context, m agent.UnitManager) {
+	const name = "contract-bad.service"
+	install(t, ctx, m, name, BadSettingUnit)
+	if st := states(t, ctx, m, name); st.LoadState != "bad-setting" {
+		t.Fatalf("LoadState = %q, want bad-setting", st.LoadState)
+	}
+	err := m.Start(ctx, name)
+	if err == nil || !strings.Contains(err.Error(), "bad unit file setting") {
+		t.Fatalf("Start = %v, want an error saying %q", err, "bad unit file setting")
+	}
+}
+
+// testStatesUnknownTypes asks for names of unit types systemd no longer has
+// beside a real one: each unknown name reads not-found and the real one
+// keeps its state.
+func testStatesUnknownTypes(t *testing.T, ctx context.Context, m agent.UnitManager) {
+	const name = "contract-known.service"
+	install(t, ctx, m, name, SleepUnit)
+	got, err := m.States(ctx, []string{"x.snapshot", name, "y.busname"})
+	if err != nil {
+		t.Fatalf("States: %v", err)
+	}
+	if got[name].LoadState != "loaded" {
+		t.Errorf("%s: %+v, want loaded", name, got[name])
+	}
+	for _, n := range []string{"x.snapshot", "y.busname"} {
+		if got[n].LoadState != "not-found" {
+			t.Errorf("%s: %+v, want not-found", n, got[n])
+		}
+	}
+}
+
+// testManagerRestart: a restart of the manager ends every Watch; afterwards
+// the same Manager value works again without being recreated (it
+// reconnects), its runtime links still load the unit, and a new Watch
+// reports changes.
+func testManagerRestart(t *testing.T, ctx context.Context, s Subject) {
+	const name = "contract-restart.service"
+	m := s.Manager
+	install(t, ctx, m, name, SleepUnit)
+	if err := m.Start(ctx, name); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	waitState(t, ctx, m, name, "active", func(st unit.SystemdState) bool { return st.ActiveState == "active" })
+	events, err := m.Watch(ctx)
+	if err != nil {
+		t.Fatalf("Watch: %v", err)
+	}
+	s.Restart(t)
+	drain := time.NewTimer(Timeout)
+	defer drain.Stop()
+	for open := true; open; {
+		select {
+		case _, open = <-events:
+		case <-drain.C:
+			t.Fatal("Watch still open after the manager restarted")
+		}
+	}
+	// The first call after the restart may fail while the connection is
+	// found lost; the next ones must succeed.
+	var st unit.SystemdState
+	deadline := time.Now().Add(Timeout)
+	for {
+		got, err := m.States(ctx, []string{name})
+		if err == nil {
+			st = got[name]
+			break
+		}
+		var u interface{ Unavailable() bool }
+		if !errors.As(err, &u) || !u.Unavailable() {
+			t.Fatalf("States after restart: %v, want success or an error whose Unavailable() is true", err)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("States still failing after restart: %v", err)
+		}
+		time.Sleep(pollInterval)
+	}
+	if st.LoadState != "loaded" || st.ActiveState == "active" {
+		t.Fatalf("after restart: %+v, want loaded and not running", st)
+	}
+	events, err = m.Watch(ctx)
+	if err != nil {
+		t.Fatalf("Watch after restart: %v", err)
+	}
+	if err := m.Start(ctx, name); err != nil {
+		t.Fatalf("Start after restart: %v", err)
+	}
+	waitForName(t, ctx, events, name, "start after restart")
+	waitState(t, ctx, m, name, "active", func(st unit.SystemdState) bool { return st.ActiveState == "active" })
 }
 
 func testUnitFiles(t *testing.T, ctx context.Context, m agent.UnitManager) {
@@ -360,4 +481,21 @@ func duplicate(batch []string) string {
 		seen[n] = true
 	}
 	return ""
+}
+
+// testHostUnit: the host's own unit is reported with where it is defined;
+// fleet's own units and unknown names are not.
+func testHostUnit(t *testing.T, ctx context.Context, s Subject) {
+	m := s.Manager
+	if path, err := m.HostUnit(ctx, s.HostUnit); err != nil || path == "" {
+		t.Errorf("HostUnit(%s) = %q, %v; want where the host defines it", s.HostUnit, path, err)
+	}
+	const ours = "contract-ours.service"
+	install(t, ctx, m, ours, SleepUnit)
+	if path, err := m.HostUnit(ctx, ours); err != nil || path != "" {
+		t.Errorf("HostUnit(%s), a unit fleet wrote and linked = %q, %v; want \"\"", ours, path, err)
+	}
+	if path, err := m.HostUnit(ctx, "contract-nowhere.service"); err != nil || path != "" {
+		t.Errorf("HostUnit of an unknown unit = %q, %v; want \"\"", path, err)
+	}
 }

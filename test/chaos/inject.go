@@ -128,7 +128,7 @@ func (in *injector) run(ctx context.Context, ev Event) {
 		defer in.rec.end(w)
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 		defer cancel()
-		if err := h.RestartSystemd(rctx); err != nil {
+		if err := h.TryRestartSystemd(rctx); err != nil {
 			in.rec.problem("%s: %v", ev, err)
 		}
 	case BadUnit:

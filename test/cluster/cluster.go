@@ -446,17 +446,64 @@ func (h *Host) privateSocket() string {
 
 // RestartSystemd stops the host's systemd manager (which stops every unit
 // it runs) and starts it again with the same directories and cgroup, as a
-// restart of a host's manager would; fleetd keeps running and sees its
-// connection drop.
-func (h *Host) RestartSystemd(ctx context.Context) error {
+// restart of a host's manager or of its bus does; fleetd keeps running and
+// sees its connection drop.
+func (h *Host) RestartSystemd() {
+	h.c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := h.TryRestartSystemd(ctx); err != nil {
+		h.c.t.Fatal(err)
+	}
+}
+
+// TryRestartSystemd is RestartSystemd returning errors instead of failing
+// the test.
+func (h *Host) TryRestartSystemd(ctx context.Context) error {
 	h.sdMu.Lock()
 	defer h.sdMu.Unlock()
-	if err := h.SD.Stop(ctx); err != nil {
-		return fmt.Errorf("host %d: restart systemd: %w", h.Index, err)
+	if err := h.stopSystemd(ctx); err != nil {
+		return err
 	}
+	return h.startSystemd(ctx)
+}
+
+// StopSystemd stops the host's systemd manager and every unit it runs.
+func (h *Host) StopSystemd() {
+	h.c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	h.sdMu.Lock()
+	defer h.sdMu.Unlock()
+	if err := h.stopSystemd(ctx); err != nil {
+		h.c.t.Fatal(err)
+	}
+}
+
+// StartSystemd starts the host's systemd manager again after StopSystemd.
+func (h *Host) StartSystemd() {
+	h.c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	h.sdMu.Lock()
+	defer h.sdMu.Unlock()
+	if err := h.startSystemd(ctx); err != nil {
+		h.c.t.Fatal(err)
+	}
+}
+
+func (h *Host) stopSystemd(ctx context.Context) error {
+	if err := h.SD.Stop(ctx); err != nil {
+		return fmt.Errorf("host %d: stop systemd: %w", h.Index, err)
+	}
+	return nil
+}
+
+// startSystemd starts a new manager; h.sdMu is held.
+func (h *Host) startSystemd(ctx context.Context) error {
 	sd, err := launch.Start(ctx, h.sdOpt)
 	if err != nil {
-		return fmt.Errorf("host %d: restart systemd: %w", h.Index, err)
+		return fmt.Errorf("host %d: start systemd again: %w", h.Index, err)
 	}
 	h.SD = sd
 	return nil

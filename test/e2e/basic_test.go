@@ -1,14 +1,12 @@
 package e2e
 
 import (
-	"context"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/fleet-next/fleet/systemd"
 	"github.com/fleet-next/fleet/test/cluster"
 )
 
@@ -19,26 +17,8 @@ Description=Hello
 ExecStart=/bin/sleep 3600
 `
 
-// systemdState asks the host's own systemd about a unit.
-func systemdState(t *testing.T, h *cluster.Host, name string) (load, active, sub string) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	m, err := systemd.New(ctx, systemd.Config{UnitsDir: filepath.Join(h.Dir, "probe-units"), PrivateSocket: h.SD.PrivateSocket()})
-	if err != nil {
-		t.Fatalf("connect to host systemd: %v", err)
-	}
-	defer m.Close()
-	st, err := m.States(ctx, []string{name})
-	if err != nil {
-		t.Fatalf("systemd states: %v", err)
-	}
-	s := st[name]
-	return s.LoadState, s.ActiveState, s.SubState
-}
-
 func TestStartListStopDestroy(t *testing.T) {
-	c := cluster.New(t, cluster.Options{Hosts: 1})
+	c := newCluster(t, cluster.Options{Hosts: 1})
 	h := c.Hosts[0]
 	dir := t.TempDir()
 	unitPath := filepath.Join(dir, "hello.service")
@@ -57,8 +37,8 @@ func TestStartListStopDestroy(t *testing.T) {
 		r := h.Fleetctl("list-units", "--no-legend", "--fields", "unit,load,active,sub")
 		return r.Exit == 0 && strings.Join(strings.Fields(r.Stdout), " ") == "hello.service loaded active running"
 	})
-	if load, active, sub := systemdState(t, h, "hello.service"); load != "loaded" || active != "active" || sub != "running" {
-		t.Errorf("systemd says %s %s %s, want loaded active running", load, active, sub)
+	if s := h.Units("hello.service")["hello.service"]; s.LoadState != "loaded" || s.ActiveState != "active" || s.SubState != "running" {
+		t.Errorf("systemd says %s %s %s, want loaded active running", s.LoadState, s.ActiveState, s.SubState)
 	}
 	// The unit file is linked from the runtime units directory.
 	link := filepath.Join(h.SD.RuntimeDir(), "systemd", "user", "hello.service")
@@ -70,16 +50,14 @@ func TestStartListStopDestroy(t *testing.T) {
 		t.Fatalf("stop: exit %d: %s", r.Exit, r.Stderr)
 	}
 	cluster.Eventually(t, 30*time.Second, "systemd stopped hello.service", func() bool {
-		_, active, _ := systemdState(t, h, "hello.service")
-		return active == "inactive"
+		return h.Units("hello.service")["hello.service"].ActiveState == "inactive"
 	})
 
 	if r := h.Fleetctl("destroy", "hello.service"); r.Exit != 0 || !strings.Contains(r.Stdout, "Destroyed hello.service") {
 		t.Fatalf("destroy: exit %d stdout %q stderr %q", r.Exit, r.Stdout, r.Stderr)
 	}
 	cluster.Eventually(t, 30*time.Second, "systemd no longer has hello.service", func() bool {
-		load, _, _ := systemdState(t, h, "hello.service")
-		return load == "not-found"
+		return h.Units("hello.service")["hello.service"].LoadState == "not-found"
 	})
 	if r := h.Fleetctl("list-unit-files", "--no-legend"); r.Exit != 0 || strings.TrimSpace(r.Stdout) != "" {
 		t.Errorf("list-unit-files after destroy: exit %d %q", r.Exit, r.Stdout)
@@ -87,7 +65,7 @@ func TestStartListStopDestroy(t *testing.T) {
 }
 
 func TestBadInputStoresNothing(t *testing.T) {
-	c := cluster.New(t, cluster.Options{Hosts: 1})
+	c := newCluster(t, cluster.Options{Hosts: 1})
 	h := c.Hosts[0]
 	dir := t.TempDir()
 	bad := filepath.Join(dir, "bad.service")

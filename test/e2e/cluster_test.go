@@ -120,7 +120,7 @@ func waitRunning(t *testing.T, c *cluster.Cluster, timeout time.Duration, names 
 
 func TestCleanLeaveReschedulesWithoutChurn(t *testing.T) {
 	ttl := 3 * time.Second
-	c := cluster.New(t, cluster.Options{Hosts: 4, AgentTTL: ttl})
+	c := newCluster(t, cluster.Options{Hosts: 4, AgentTTL: ttl})
 	names := []string{"web-a.service", "web-b.service", "web-c.service"}
 	units := map[string]string{}
 	for _, n := range names {
@@ -205,7 +205,7 @@ func leaderHost(t *testing.T, c *cluster.Cluster) *cluster.Host {
 
 func TestLeaderKilledAndRestartedAdoptsUnits(t *testing.T) {
 	ttl := 4 * time.Second
-	c := cluster.New(t, cluster.Options{Hosts: 3, AgentTTL: ttl})
+	c := newCluster(t, cluster.Options{Hosts: 3, AgentTTL: ttl})
 	names := []string{"a.service", "b.service", "c.service", "d.service"}
 	units := map[string]string{}
 	for _, n := range names {
@@ -236,7 +236,7 @@ func TestLeaderKilledAndRestartedAdoptsUnits(t *testing.T) {
 
 func TestPartitionedSingleHostKeepsUnits(t *testing.T) {
 	ttl := 2 * time.Second
-	c := cluster.New(t, cluster.Options{Hosts: 1, AgentTTL: ttl})
+	c := newCluster(t, cluster.Options{Hosts: 1, AgentTTL: ttl})
 	h := c.Hosts[0]
 	names := []string{"a.service", "b.service"}
 	start(t, h, map[string]string{"a.service": sleeper, "b.service": sleeper})
@@ -271,7 +271,7 @@ func TestPartitionedSingleHostKeepsUnits(t *testing.T) {
 
 func TestFrozenEtcdMovesNothing(t *testing.T) {
 	ttl := 2 * time.Second
-	c := cluster.New(t, cluster.Options{Hosts: 4, AgentTTL: ttl, EtcdProcess: true})
+	c := newCluster(t, cluster.Options{Hosts: 4, AgentTTL: ttl, EtcdProcess: true})
 	var names []string
 	units := map[string]string{}
 	for i := range 8 {
@@ -304,7 +304,7 @@ func TestFrozenEtcdMovesNothing(t *testing.T) {
 
 func TestPartitionedHostUnitsRescheduledAndStaleCopiesStopped(t *testing.T) {
 	ttl := 2 * time.Second
-	c := cluster.New(t, cluster.Options{Hosts: 3, AgentTTL: ttl})
+	c := newCluster(t, cluster.Options{Hosts: 3, AgentTTL: ttl})
 	names := []string{"a.service", "b.service", "c.service"}
 	start(t, c.Hosts[0], map[string]string{"a.service": sleeper, "b.service": sleeper, "c.service": sleeper})
 	before := waitRunning(t, c, 30*time.Second, names...)
@@ -347,7 +347,7 @@ func TestPartitionedHostUnitsRescheduledAndStaleCopiesStopped(t *testing.T) {
 }
 
 func TestRestartWithoutPurgeKeepsUnits(t *testing.T) {
-	c := cluster.New(t, cluster.Options{Hosts: 1, Env: []string{"FLEET_SHUTDOWN_PURGE=false"}})
+	c := newCluster(t, cluster.Options{Hosts: 1, Env: []string{"FLEET_SHUTDOWN_PURGE=false"}})
 	h := c.Hosts[0]
 	names := []string{"a.service", "b.service", "c.service"}
 	start(t, h, map[string]string{"a.service": sleeper, "b.service": sleeper, "c.service": sleeper})
@@ -368,7 +368,7 @@ func TestRestartWithoutPurgeKeepsUnits(t *testing.T) {
 }
 
 func TestDuplicateMachineIDRefused(t *testing.T) {
-	c := cluster.New(t, cluster.Options{Hosts: 1})
+	c := newCluster(t, cluster.Options{Hosts: 1})
 	orig := c.Hosts[0]
 	dup := c.AddHost(orig.MachineID)
 	cluster.Eventually(t, 30*time.Second, "the duplicate logs a refusal naming the ID and IP", func() bool {

@@ -300,7 +300,7 @@ func TestSchedExamples(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := cluster.New(t, cluster.Options{Hosts: schedHosts - 1, Metadata: schedMetadata})
+	c := newCluster(t, cluster.Options{Hosts: schedHosts - 1, Metadata: schedMetadata})
 	c.AddHost(schedPinnedID)
 	c.WaitMachines(schedHosts)
 	e := &schedEnv{c: c, dir: dir, used: map[string]bool{}}

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -15,27 +14,10 @@ import (
 	"github.com/fleet-next/fleet/test/cluster"
 )
 
-// mainPID asks the host's own systemd for a unit's main PID (0 if none).
-func mainPID(t *testing.T, h *cluster.Host, name string) uint32 {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	m, err := systemd.New(ctx, systemd.Config{UnitsDir: filepath.Join(h.Dir, "probe-units"), PrivateSocket: h.SD.PrivateSocket()})
-	if err != nil {
-		t.Fatalf("connect to host systemd: %v", err)
-	}
-	defer m.Close()
-	st, err := m.States(ctx, []string{name})
-	if err != nil {
-		t.Fatalf("systemd states: %v", err)
-	}
-	return st[name].MainPID
-}
-
 // TestStatusThroughAnotherMachine asks host 0 about a unit running on
 // host 1: host 0 forwards to host 1's fleetd, which reads its own systemd.
 func TestStatusThroughAnotherMachine(t *testing.T) {
-	c := cluster.New(t, cluster.Options{Hosts: 2})
+	c := newCluster(t, cluster.Options{Hosts: 2})
 	h0, h1 := c.Hosts[0], c.Hosts[1]
 	unitPath := filepath.Join(t.TempDir(), "hello.service")
 	content := helloUnit + "\n[X-Fleet]\nMachineID=" + h1.MachineID + "\n"
@@ -47,7 +29,7 @@ func TestStatusThroughAnotherMachine(t *testing.T) {
 	}
 	var pid uint32
 	cluster.Eventually(t, 30*time.Second, "hello.service running on host 1", func() bool {
-		pid = mainPID(t, h1, "hello.service")
+		pid = h1.Units("hello.service")["hello.service"].MainPID
 		return pid != 0
 	})
 
