@@ -69,6 +69,9 @@ type checker struct {
 	// touchGrace is how long after an operation on a unit its effects may
 	// still show (a destroyed unit still running, a replaced one restarting).
 	touchGrace time.Duration
+	// logf receives a line for each unit seen running twice within the
+	// partition window, when it is first seen.
+	logf func(format string, args ...any)
 
 	mu         sync.Mutex // guards every field below
 	prev       []hostObs
@@ -79,6 +82,7 @@ type checker struct {
 	regErrs    int
 	open       map[string]*Violation // seen in the last round, by invariant+key
 	violations []*Violation
+	twice      map[string]bool // units running twice in the partition window last round, by key
 	// Of the copies excused by the partition window: how soon after its
 	// host was cut off (or its fleetd went down) one was first seen, and
 	// how long after the host came back one was last seen.
@@ -90,7 +94,7 @@ func newChecker(c *cluster.Cluster, reg *registry.Etcd, w *workload, rec *record
 	return &checker{c: c, reg: reg, w: w, rec: rec,
 		staleGrace: 2*ttl + 5*time.Second, touchGrace: 20 * time.Second,
 		prev: make([]hostObs, len(c.Hosts)), checks: map[string]int{}, excused: map[string]int{},
-		open: map[string]*Violation{}, firstSecond: -1}
+		open: map[string]*Violation{}, twice: map[string]bool{}, firstSecond: -1, logf: func(string, ...any) {}}
 }
 
 // loop runs check rounds about every interval until ctx ends.
@@ -206,6 +210,8 @@ func (ck *checker) cutOff(hosts []int, obs []hostObs) []int {
 // checkSingle: a non-global unit runs on at most one host that was not cut
 // off; conflicting units never share such a host.
 func (ck *checker) checkSingle(obs []hostObs, snap snapshot, reg map[string]unit.UnitStatus, seen map[string]bool) {
+	twice := map[string]bool{}
+	defer func() { ck.twice = twice }()
 	for _, name := range snap.names() {
 		t := snap.units[name]
 		if t.global {
@@ -225,6 +231,12 @@ func (ck *checker) checkSingle(obs []hostObs, snap snapshot, reg map[string]unit
 		if len(hosts)-len(cut) < 2 {
 			ck.excused[InvSingle+": second copy on a host in the partition window"]++
 			ck.measureWindow(cut, obs)
+			key := fmt.Sprintf("%s on hosts %v", name, hosts)
+			twice[key] = true
+			if !ck.twice[key] {
+				ck.logf("%s runs on hosts %v, within the partition window of hosts %v: %s", name, hosts, cut,
+					ck.describe(name, hosts, obs, reg))
+			}
 			continue
 		}
 		ck.violate(seen, InvSingle, fmt.Sprintf("%s on hosts %v", name, hosts), func() string {

@@ -127,6 +127,7 @@ func Run(t cluster.T, cfg Config) *Result {
 	}
 	w := newWorkload(c, t.TempDir(), rec, pick)
 	ck := newChecker(c, reg, w, rec, cfg.AgentTTL)
+	ck.logf = func(f string, a ...any) { logf("%s "+f, append([]any{rec.rel(time.Now())}, a...)...) }
 	in := &injector{c: c, reg: reg, rec: rec, w: w, log: func(f string, a ...any) {
 		logf("%s "+f, append([]any{rec.rel(time.Now())}, a...)...)
 	}}
