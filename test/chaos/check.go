@@ -268,22 +268,27 @@ func (ck *checker) checkSingle(obs []hostObs, snap snapshot, reg map[string]unit
 	}
 }
 
-// measureWindow records how far into, or past, its host's partition
-// window a stale copy was seen.
+// measureWindow records how far into, or past, the partition window a
+// unit was seen running twice. Of the hosts cut off, the one cut off first
+// holds the stale copy.
 func (ck *checker) measureWindow(cut []int, obs []hostObs) {
+	var start, end, at time.Time
+	found := false
 	for _, h := range cut {
-		start, end, ok := ck.rec.cutSpan(h, obs[h].from, obs[h].to, ck.staleGrace)
-		if !ok {
-			continue
+		s, e, ok := ck.rec.cutSpan(h, obs[h].from, obs[h].to, ck.staleGrace)
+		if ok && (!found || s.Before(start)) {
+			start, end, at, found = s, e, obs[h].to, true
 		}
-		at := obs[h].to
-		if end.IsZero() || at.Before(end) {
-			if d := at.Sub(start); ck.firstSecond < 0 || d < ck.firstSecond {
-				ck.firstSecond = d
-			}
-		} else if at.Sub(end) > ck.lastStale {
-			ck.lastStale = at.Sub(end)
+	}
+	if !found {
+		return
+	}
+	if end.IsZero() || at.Before(end) {
+		if d := at.Sub(start); ck.firstSecond < 0 || d < ck.firstSecond {
+			ck.firstSecond = d
 		}
+	} else if at.Sub(end) > ck.lastStale {
+		ck.lastStale = at.Sub(end)
 	}
 }
 
@@ -407,8 +412,8 @@ func (ck *checker) describe(name string, hosts []int, obs []hostObs, reg map[str
 			to = o.to
 		}
 		s := o.states[name]
-		if s.ActiveState != "" && s.LoadState != "not-found" {
-			fmt.Fprintf(&b, "host %d: %s/%s pid %d; ", h, s.ActiveState, s.SubState, s.MainPID)
+		if running(s) || (s.ActiveState != "" && s.LoadState != "not-found") {
+			fmt.Fprintf(&b, "host %d: %s %s/%s pid %d; ", h, s.LoadState, s.ActiveState, s.SubState, s.MainPID)
 		}
 	}
 	if u, ok := reg[name]; ok {

@@ -110,6 +110,7 @@ func Run(t cluster.T, cfg Config) *Result {
 	reg := c.Registry()
 	t0 := time.Now()
 	rec := newRecorder(t0)
+	logf("chaos: times below are from %s (fleetd logs use UTC)", t0.UTC().Format("15:04:05.000"))
 	var pickMu sync.Mutex
 	next := 0
 	pick := func() *cluster.Host {
