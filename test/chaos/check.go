@@ -83,6 +83,9 @@ type checker struct {
 	open       map[string]*Violation // seen in the last round, by invariant+key
 	violations []*Violation
 	twice      map[string]bool // units running twice in the partition window last round, by key
+	// restartFaults counts the restarts excused by a fault, by each kind
+	// of fault the host had.
+	restartFaults map[Kind]int
 	// Of the copies excused by the partition window: how soon after its
 	// host was cut off (or its fleetd went down) one was first seen, and
 	// how long after the host came back one was last seen.
@@ -94,7 +97,8 @@ func newChecker(c *cluster.Cluster, reg *registry.Etcd, w *workload, rec *record
 	return &checker{c: c, reg: reg, w: w, rec: rec,
 		staleGrace: 2*ttl + 5*time.Second, touchGrace: 20 * time.Second,
 		prev: make([]hostObs, len(c.Hosts)), checks: map[string]int{}, excused: map[string]int{},
-		open: map[string]*Violation{}, twice: map[string]bool{}, firstSecond: -1, logf: func(string, ...any) {}}
+		open: map[string]*Violation{}, twice: map[string]bool{}, restartFaults: map[Kind]int{}, firstSecond: -1,
+		logf: func(string, ...any) {}}
 }
 
 // loop runs check rounds about every interval until ctx ends.
@@ -311,8 +315,10 @@ func (ck *checker) checkRestarts(obs []hostObs, snap snapshot, seen map[string]b
 				continue
 			}
 			if kinds := ck.rec.hostFaults(h, p.from, o.to, ck.staleGrace, func(Kind) bool { return true }); len(kinds) > 0 {
-				slices.Sort(kinds)
-				ck.excused[fmt.Sprintf("%s: on a host with a fault (%v)", InvRestart, kinds)]++
+				ck.excused[InvRestart+": on a host with a fault"]++
+				for _, k := range kinds {
+					ck.restartFaults[k]++
+				}
 				continue
 			}
 			if t, ok := snap.units[name]; ok && t.touched(p.from, o.to, ck.touchGrace) {
@@ -469,6 +475,9 @@ type Stats struct {
 	// LastStale how long after the host came back a stale copy was last
 	// seen.
 	FirstSecond, LastStale time.Duration
+	// RestartFaults counts the restarts and stops excused by a fault, by
+	// each kind of fault their host had.
+	RestartFaults map[Kind]int
 }
 
 func (ck *checker) stats() Stats {
@@ -483,6 +492,7 @@ func (ck *checker) stats() Stats {
 		s.Excused[k] = v
 	}
 	s.FirstSecond, s.LastStale = ck.firstSecond, ck.lastStale
+	s.RestartFaults = maps(ck.restartFaults)
 	for _, v := range ck.violations {
 		s.Violations = append(s.Violations, *v)
 	}

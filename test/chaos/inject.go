@@ -54,7 +54,7 @@ func (in *injector) run(ctx context.Context, ev Event) {
 		h, err := in.engineLeader(ctx)
 		if err != nil {
 			in.rec.skip(ev.Kind)
-			in.rec.problem("%s: no engine leader to kill: %v", ev, err)
+			in.log("%s: skipped: %v", ev, err)
 			return
 		}
 		in.fleetd(ctx, ev, h)
@@ -67,12 +67,10 @@ func (in *injector) run(ctx context.Context, ev Event) {
 		defer release()
 		m := in.c.Members[max(ev.Member, 0)]
 		if ev.Kind == EtcdLeaderKill {
-			lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			l, err := in.c.EtcdLeader(lctx)
-			cancel()
+			l, err := in.etcdLeader(ctx)
 			if err != nil {
 				in.rec.skip(ev.Kind)
-				in.rec.problem("%s: no etcd leader to kill: %v", ev, err)
+				in.log("%s: skipped: %v", ev, err)
 				return
 			}
 			m = l
@@ -207,20 +205,49 @@ func (in *injector) fix(ctx context.Context, how Fix, name, pal string) error {
 	return in.w.start(ctx, true, fixedBad(name))
 }
 
-// engineLeader is the host the registry names as engine leader.
+// leaderWait bounds how long a leader fault waits for a leader to be
+// known (one may have just been killed).
+const leaderWait = 15 * time.Second
+
+// engineLeader is the host the registry names as engine leader, once one
+// is named.
 func (in *injector) engineLeader(ctx context.Context) (int, error) {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	id, err := in.reg.EngineLeader(ctx)
-	if err != nil {
-		return 0, err
-	}
-	for _, h := range in.c.Hosts {
-		if h.MachineID == id {
-			return h.Index, nil
+	deadline := time.Now().Add(leaderWait)
+	for {
+		lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		id, err := in.reg.EngineLeader(lctx)
+		cancel()
+		if err == nil {
+			for _, h := range in.c.Hosts {
+				if h.MachineID == id {
+					return h.Index, nil
+				}
+			}
+			err = fmt.Errorf("engine leader %q is no host of the cluster", id)
 		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return 0, fmt.Errorf("no engine leader within %s: %w", leaderWait, err)
+		}
+		sleep(ctx, 500*time.Millisecond)
 	}
-	return 0, fmt.Errorf("leader %q is no host of the cluster", id)
+}
+
+// etcdLeader is the member the running members name leader, once they
+// agree on one.
+func (in *injector) etcdLeader(ctx context.Context) (*cluster.EtcdMember, error) {
+	deadline := time.Now().Add(leaderWait)
+	for {
+		lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		m, err := in.c.EtcdLeader(lctx)
+		cancel()
+		if err == nil {
+			return m, nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return nil, fmt.Errorf("no etcd leader within %s: %w", leaderWait, err)
+		}
+		sleep(ctx, 500*time.Millisecond)
+	}
 }
 
 // supervise restarts a fleetd that ended on its own, as systemd's Restart=

@@ -475,7 +475,7 @@ func firstLine(s string) string {
 // formatCounts prints counts by kind in report order.
 func formatCounts(m map[Kind]int) string {
 	var parts []string
-	for _, k := range append(slices.Clone(Kinds), Churn) {
+	for _, k := range append(slices.Clone(Kinds), FleetdExit, Churn) {
 		if m[k] > 0 {
 			parts = append(parts, fmt.Sprintf("%s %d", k, m[k]))
 		}
@@ -495,7 +495,9 @@ func (r *Result) Report() string {
 	fmt.Fprintf(&b, "  cluster         %d hosts, %d etcd members, agent_ttl %s\n", r.Hosts, r.Members, r.AgentTTL)
 	fmt.Fprintf(&b, "  fault phase     %s planned, %s as run; whole run %s\n", r.Duration,
 		r.FaultPhase.Round(100*time.Millisecond), r.Total.Round(100*time.Millisecond))
-	fmt.Fprintf(&b, "  faults injected %d: %s\n", r.Faults(), formatCounts(r.Injected))
+	injected := maps(r.Injected)
+	delete(injected, FleetdExit)
+	fmt.Fprintf(&b, "  faults injected %d: %s\n", r.Faults(), formatCounts(injected))
 	if len(r.Skipped) > 0 {
 		fmt.Fprintf(&b, "  faults skipped  %s (target busy or unknown)\n", formatCounts(r.Skipped))
 	}
@@ -533,6 +535,9 @@ func (r *Result) Report() string {
 		b.WriteString("  excused (allowed by a fault):\n")
 		for _, k := range ks {
 			fmt.Fprintf(&b, "    %6d  %s\n", r.Excused[k], k)
+			if k == InvRestart+": on a host with a fault" {
+				fmt.Fprintf(&b, "            (by the host's faults: %s)\n", formatCounts(r.RestartFaults))
+			}
 		}
 	}
 	fmt.Fprintf(&b, "  violations      %d\n", len(r.Violations))
