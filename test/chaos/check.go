@@ -69,6 +69,7 @@ type checker struct {
 	// touchGrace is how long after an operation on a unit its effects may
 	// still show (a destroyed unit still running, a replaced one restarting).
 	touchGrace time.Duration
+	ttl        time.Duration // the cluster's agent_ttl
 	// logf receives a line for each unit seen running twice within the
 	// partition window, when it is first seen.
 	logf func(format string, args ...any)
@@ -94,7 +95,7 @@ type checker struct {
 }
 
 func newChecker(c *cluster.Cluster, reg *registry.Etcd, w *workload, rec *recorder, ttl time.Duration) *checker {
-	return &checker{c: c, reg: reg, w: w, rec: rec,
+	return &checker{c: c, reg: reg, w: w, rec: rec, ttl: ttl,
 		staleGrace: 2*ttl + 5*time.Second, touchGrace: 20 * time.Second,
 		prev: make([]hostObs, len(c.Hosts)), checks: map[string]int{}, excused: map[string]int{},
 		open: map[string]*Violation{}, twice: map[string]bool{}, restartFaults: map[Kind]int{}, firstSecond: -1,
@@ -200,11 +201,13 @@ func (ck *checker) violate(seen map[string]bool, inv, key string, detail func() 
 }
 
 // cutOff lists the hosts among hosts that had a fault cutting them off
-// during o's round (or up to staleGrace before it).
-func (ck *checker) cutOff(hosts []int, obs []hostObs) []int {
+// during their poll of this round (or up to staleGrace before it) that
+// began at least minAge before the poll ended.
+func (ck *checker) cutOff(hosts []int, obs []hostObs, minAge time.Duration) []int {
 	var out []int
 	for _, h := range hosts {
-		if len(ck.rec.hostFaults(h, obs[h].from, obs[h].to, ck.staleGrace, Kind.cutsOff)) > 0 {
+		start, _, ok := ck.rec.cutSpan(h, obs[h].from, obs[h].to, ck.staleGrace)
+		if ok && obs[h].to.Sub(start) >= minAge {
 			out = append(out, h)
 		}
 	}
@@ -212,7 +215,8 @@ func (ck *checker) cutOff(hosts []int, obs []hostObs) []int {
 }
 
 // checkSingle: a non-global unit runs on at most one host that was not cut
-// off; conflicting units never share such a host.
+// off for at least agent_ttl; conflicting units never share a host that
+// was not cut off.
 func (ck *checker) checkSingle(obs []hostObs, snap snapshot, reg map[string]unit.UnitStatus, seen map[string]bool) {
 	twice := map[string]bool{}
 	defer func() { ck.twice = twice }()
@@ -231,7 +235,9 @@ func (ck *checker) checkSingle(obs []hostObs, snap snapshot, reg map[string]unit
 		if len(hosts) < 2 {
 			continue
 		}
-		cut := ck.cutOff(hosts, obs)
+		// The engine moves a unit only once its host's lease has expired:
+		// a copy on a host cut off for less than agent_ttl is no stale one.
+		cut := ck.cutOff(hosts, obs, ck.ttl)
 		if len(hosts)-len(cut) < 2 {
 			ck.excused[InvSingle+": second copy on a host in the partition window"]++
 			ck.measureWindow(cut, obs)
@@ -261,7 +267,7 @@ func (ck *checker) checkSingle(obs []hostObs, snap snapshot, reg map[string]unit
 		if len(confs) < 2 {
 			continue
 		}
-		if len(ck.cutOff([]int{h}, obs)) > 0 {
+		if len(ck.cutOff([]int{h}, obs, 0)) > 0 {
 			ck.excused[InvConflicts+": on a host in the partition window"]++
 			continue
 		}
@@ -354,7 +360,7 @@ func (ck *checker) checkDestroyed(obs []hostObs, snap snapshot, seen map[string]
 			if !running(o.states[name]) {
 				continue
 			}
-			if len(ck.cutOff([]int{h}, obs)) > 0 {
+			if len(ck.cutOff([]int{h}, obs, 0)) > 0 {
 				ck.excused[InvDestroyed+": on a host in the partition window"]++
 				continue
 			}

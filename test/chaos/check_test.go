@@ -90,12 +90,20 @@ func TestCheckerSeesTwoCopiesOutsideThePartitionWindow(t *testing.T) {
 	}
 }
 
+// ago moves a fault's start d into the past.
+func (e *checkEnv) ago(w *window, d time.Duration) {
+	e.rec.mu.Lock()
+	defer e.rec.mu.Unlock()
+	w.start = time.Now().Add(-d)
+}
+
 func TestCheckerExcusesACopyOnACutOffHost(t *testing.T) {
 	e := newCheckEnv(t)
 	w := e.rec.begin(Partition, 1, "partition host 1")
+	e.ago(w, 10*time.Second)
 	e.round(obs(map[string]uint32{"plain-0.service": 10}, map[string]uint32{"plain-0.service": 20}, nil), e.registryOf())
 	if vs := e.violations(InvSingle); len(vs) != 0 {
-		t.Fatalf("copy on a partitioned host reported: %+v", vs)
+		t.Fatalf("copy on a host partitioned for 10s (agent_ttl 4s) reported: %+v", vs)
 	}
 	// A clean leave is no partition: a second copy then is a breach.
 	e.rec.end(w)
@@ -106,6 +114,16 @@ func TestCheckerExcusesACopyOnACutOffHost(t *testing.T) {
 	e.round(obs(map[string]uint32{"plain-0.service": 10}, map[string]uint32{"plain-0.service": 20}, nil), e.registryOf())
 	if vs := e.violations(InvSingle); len(vs) != 1 {
 		t.Fatalf("second copy during a clean leave: %d violations, want 1", len(vs))
+	}
+}
+
+func TestCheckerSeesASecondCopyBeforeTheLeaseCouldExpire(t *testing.T) {
+	e := newCheckEnv(t)
+	w := e.rec.begin(Partition, 1, "partition host 1")
+	e.ago(w, time.Second)
+	e.round(obs(map[string]uint32{"plain-0.service": 10}, map[string]uint32{"plain-0.service": 20}, nil), e.registryOf())
+	if vs := e.violations(InvSingle); len(vs) != 1 {
+		t.Fatalf("a second copy 1s into a partition (agent_ttl 4s): %d violations, want 1", len(vs))
 	}
 }
 

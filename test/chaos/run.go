@@ -289,6 +289,7 @@ func (in *injector) healAll(ctx context.Context) {
 // took, or -1 and what was still wrong.
 func settle(ctx context.Context, ck *checker, bound time.Duration) (time.Duration, []string) {
 	start := time.Now()
+	next := 10 * time.Second
 	for {
 		snap := ck.w.snapshot()
 		obs := ck.poll(ctx, snap.names())
@@ -304,6 +305,11 @@ func settle(ctx context.Context, ck *checker, bound time.Duration) (time.Duratio
 		if time.Since(start) > bound || ctx.Err() != nil {
 			ck.count(InvLiveness, checked)
 			return -1, problems
+		}
+		if time.Since(start) >= next {
+			next += 10 * time.Second
+			ck.logf("still settling after %s: %d units not where they belong, such as %s",
+				time.Since(start).Round(time.Second), len(problems), problems[0])
 		}
 		sleep(ctx, 500*time.Millisecond)
 	}
