@@ -37,6 +37,10 @@ type Config struct {
 	Verbosity          int
 	MachineID          string // "" = /etc/machine-id
 	APIListen          []string
+	// APIAllowedHosts are names (besides the listeners' addresses,
+	// localhost and the host name) that TCP listeners accept in the Host
+	// header, e.g. a load balancer's or a DNS alias.
+	APIAllowedHosts []string
 	DataDir            string
 	ShutdownPurge      bool
 }
@@ -140,6 +144,7 @@ var configKeys = []configKey{
 	field("verbosity", func(c *Config) *int { return &c.Verbosity }, parseInt),
 	field("machine_id", func(c *Config) *string { return &c.MachineID }, parseString),
 	field("api_listen", func(c *Config) *[]string { return &c.APIListen }, parseList),
+	field("api_allowed_hosts", func(c *Config) *[]string { return &c.APIAllowedHosts }, parseList),
 	field("data_dir", func(c *Config) *string { return &c.DataDir }, parseString),
 	field("shutdown_purge", func(c *Config) *bool { return &c.ShutdownPurge }, parseBool),
 	ignoredKey("disable_watches", parseBool, "watches are per machine and cheap; there is nothing to disable"),

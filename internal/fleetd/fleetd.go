@@ -203,7 +203,7 @@ func (d *node) start(ctx context.Context) error {
 	handler := api.NewHandler(d.reg, api.Options{Version: opts.Version, TokenLimit: cfg.TokenLimit,
 		Logger: log.With("component", "api"), Ready: d.readyWait, Healthy: d.agent.Healthy,
 		Metrics: d.metrics.Handler(), MachineID: machineID, Local: localunits.New(machineID, sd), Stopping: ctx.Done()})
-	servers := serveAPI(listeners, activated, d.metrics.API(handler), log)
+	servers := serveAPI(listeners, activated, d.metrics.API(handler), cfg.APIAllowedHosts, log)
 	d.cleanups = append(d.cleanups, func() {
 		sctx, cancel := stopCtx(ctx)
 		defer cancel()

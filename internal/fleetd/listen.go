@@ -158,9 +158,9 @@ var apiLimits = serverLimits{
 
 // newAPIServer returns the server of one listener: h under lim, behind
 // the Host check on a TCP listener.
-func newAPIServer(ln net.Listener, h http.Handler, lim serverLimits, hostname string) *http.Server {
+func newAPIServer(ln net.Listener, h http.Handler, lim serverLimits, hostname string, allowed []string) *http.Server {
 	if ta, ok := ln.Addr().(*net.TCPAddr); ok {
-		h = checkHost(ta, hostname, h)
+		h = checkHost(ta, hostname, allowed, h)
 	}
 	return &http.Server{
 		Handler:           h,
@@ -173,14 +173,14 @@ func newAPIServer(ln net.Listener, h http.Handler, lim serverLimits, hostname st
 }
 
 // serveAPI serves h on lns until the returned servers are shut down.
-func serveAPI(lns []apiListener, activatedCount int, h http.Handler, log *slog.Logger) []*http.Server {
+func serveAPI(lns []apiListener, activatedCount int, h http.Handler, allowed []string, log *slog.Logger) []*http.Server {
 	hostname, err := os.Hostname()
 	if err != nil {
 		log.Warn("the host name is unknown; TCP listeners accept IP addresses and localhost only", "err", err)
 	}
 	servers := make([]*http.Server, 0, len(lns))
 	for i, l := range lns {
-		srv := newAPIServer(l.ln, h, apiLimits, hostname)
+		srv := newAPIServer(l.ln, h, apiLimits, hostname, allowed)
 		servers = append(servers, srv)
 		go func() {
 			if err := srv.Serve(l.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
