@@ -397,12 +397,8 @@ func resolveMachineID(cfg Config, dev bool) (string, error) {
 	if !dev {
 		return "", fmt.Errorf("unable to determine local machine ID: set machine_id or provide /etc/machine-id")
 	}
-	p := filepath.Join(cfg.DataDir, "machine-id")
-	if b, err := os.ReadFile(p); err == nil && len(strings.TrimSpace(string(b))) > 0 {
-		return strings.TrimSpace(string(b)), nil
-	}
-	id := randomHex(16)
-	if err := os.WriteFile(p, []byte(id+"\n"), 0o600); err != nil {
+	id, err := storedToken(filepath.Join(cfg.DataDir, "machine-id"))
+	if err != nil {
 		return "", fmt.Errorf("store machine ID: %w", err)
 	}
 	return id, nil
@@ -411,13 +407,22 @@ func resolveMachineID(cfg Config, dev bool) (string, error) {
 // instanceToken identifies this installation across restarts (it lives in
 // data_dir), so a restarted fleetd can take over its own registration.
 func instanceToken(dataDir string) (string, error) {
-	p := filepath.Join(dataDir, "instance")
+	tok, err := storedToken(filepath.Join(dataDir, "instance"))
+	if err != nil {
+		return "", fmt.Errorf("store instance token: %w", err)
+	}
+	return tok, nil
+}
+
+// storedToken returns the token kept in the file p, first writing a new
+// random one there if p holds none.
+func storedToken(p string) (string, error) {
 	if b, err := os.ReadFile(p); err == nil && len(strings.TrimSpace(string(b))) > 0 {
 		return strings.TrimSpace(string(b)), nil
 	}
 	tok := randomHex(16)
 	if err := os.WriteFile(p, []byte(tok+"\n"), 0o600); err != nil {
-		return "", fmt.Errorf("store instance token: %w", err)
+		return "", err
 	}
 	return tok, nil
 }
