@@ -176,6 +176,9 @@ func (c *cli) rootCommand() *cobra.Command {
 		newVerifyCommand(),
 		newCompletionCommand(),
 		newVersionCommand(c.deps.Version),
+		c.newACLCommand(),
+		c.newWhoAmICommand(),
+		c.newAuditCommand(),
 	)
 	root.SetGlobalNormalizationFunc(normalizeFlagName)
 	addPrefixAliases(append(root.Commands(), help))

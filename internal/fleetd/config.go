@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -38,6 +39,13 @@ type Config struct {
 	APIListen          []string
 	DataDir            string
 	ShutdownPurge      bool
+	APITLSCertFile     string // "" = tcp:// listeners are plain HTTP
+	APITLSKeyFile      string
+	APITLSClientCAFile string      // "" = no client certificates
+	APISocketMode      fs.FileMode // of the unix sockets fleetd creates
+	APISocketGroup     string      // "" = root's group
+	AuditRetention     time.Duration
+	AuditMaxEntries    int
 }
 
 // DefaultConfig returns fleet's defaults.
@@ -53,6 +61,9 @@ func DefaultConfig() Config {
 		APIListen:          []string{"unix:///var/run/fleet.sock"},
 		DataDir:            "/var/lib/fleet",
 		ShutdownPurge:      true,
+		APISocketMode:      socketMode,
+		AuditRetention:     30 * 24 * time.Hour,
+		AuditMaxEntries:    10000,
 	}
 }
 
@@ -94,6 +105,13 @@ var configKeys = map[string]setter{
 	"api_listen":                func(c *Config, v string) error { return setList(&c.APIListen, v) },
 	"data_dir":                  func(c *Config, v string) error { c.DataDir = v; return nil },
 	"shutdown_purge":            func(c *Config, v string) error { return setBool(&c.ShutdownPurge, v) },
+	"api_tls_cert_file":         func(c *Config, v string) error { c.APITLSCertFile = v; return nil },
+	"api_tls_key_file":          func(c *Config, v string) error { c.APITLSKeyFile = v; return nil },
+	"api_tls_client_ca_file":    func(c *Config, v string) error { c.APITLSClientCAFile = v; return nil },
+	"api_socket_mode":           func(c *Config, v string) error { return setMode(&c.APISocketMode, v) },
+	"api_socket_group":          func(c *Config, v string) error { c.APISocketGroup = strings.TrimSpace(v); return nil },
+	"audit_retention":           func(c *Config, v string) error { return setDuration(&c.AuditRetention, v) },
+	"audit_max_entries":         func(c *Config, v string) error { return setInt(&c.AuditMaxEntries, v) },
 	// Accepted for compatibility; they change nothing here.
 	"disable_watches":      func(c *Config, v string) error { var b bool; return setBool(&b, v) },
 	"enable_grpc":          func(c *Config, v string) error { var b bool; return setBool(&b, v) },
@@ -219,6 +237,18 @@ func (c Config) Validate() error {
 	if c.DataDir != "" && !filepath.IsAbs(c.DataDir) {
 		return bad("data_dir", "must be an absolute path")
 	}
+	if (c.APITLSKeyFile == "") != (c.APITLSCertFile == "") {
+		return bad("api_tls_key_file", "api_tls_key_file and api_tls_cert_file go together")
+	}
+	if c.APITLSClientCAFile != "" && c.APITLSCertFile == "" {
+		return bad("api_tls_client_ca_file", "needs api_tls_cert_file and api_tls_key_file: client certificates are verified over TLS")
+	}
+	if c.AuditRetention <= 0 {
+		return bad("audit_retention", "must be positive, got %s", c.AuditRetention)
+	}
+	if c.AuditMaxEntries < 1 {
+		return bad("audit_max_entries", "must be at least 1, got %d", c.AuditMaxEntries)
+	}
 	if c.MachineID != "" && strings.ContainsAny(c.MachineID, "/ \t\n") {
 		return bad("machine_id", "must not contain '/' or white space")
 	}
@@ -339,6 +369,16 @@ func setSeconds(dst *time.Duration, v string) error {
 		return nil
 	}
 	return setDuration(dst, v)
+}
+
+// setMode parses an octal file mode such as 0660 (permission bits only).
+func setMode(dst *fs.FileMode, v string) error {
+	n, err := strconv.ParseUint(strings.TrimSpace(v), 8, 32)
+	if err != nil || n > 0o777 {
+		return fmt.Errorf("%q is not an octal mode such as 0660", v)
+	}
+	*dst = fs.FileMode(n)
+	return nil
 }
 
 func setDuration(dst *time.Duration, v string) error {

@@ -39,6 +39,13 @@ func ConfigDiff(a, b Config) []string {
 	add("api_listen", !slices.Equal(a.APIListen, b.APIListen))
 	add("data_dir", a.DataDir != b.DataDir)
 	add("shutdown_purge", a.ShutdownPurge != b.ShutdownPurge)
+	add("api_tls_cert_file", a.APITLSCertFile != b.APITLSCertFile)
+	add("api_tls_key_file", a.APITLSKeyFile != b.APITLSKeyFile)
+	add("api_tls_client_ca_file", a.APITLSClientCAFile != b.APITLSClientCAFile)
+	add("api_socket_mode", a.APISocketMode != b.APISocketMode)
+	add("api_socket_group", a.APISocketGroup != b.APISocketGroup)
+	add("audit_retention", a.AuditRetention != b.AuditRetention)
+	add("audit_max_entries", a.AuditMaxEntries != b.AuditMaxEntries)
 	sort.Strings(out)
 	return out
 }
