@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/fleet-next/fleet/access"
 	"github.com/fleet-next/fleet/agent"
 	"github.com/fleet-next/fleet/agent/agentstore"
 	"github.com/fleet-next/fleet/api"
@@ -180,7 +181,12 @@ func (d *node) start(ctx context.Context) error {
 	// The API's sockets first, so that clients queue (rather than being
 	// refused) while fleetd starts; served below, answering 503 until the
 	// machine registers.
-	listeners, activated, err := openAPIListeners(cfg.APIListen, opts.APIListenSet, log)
+	tlsConf, err := apiTLSConfig(*cfg)
+	if err != nil {
+		return err
+	}
+	listeners, activated, err := openAPIListeners(cfg.APIListen, opts.APIListenSet,
+		socketPerm{mode: cfg.APISocketMode, group: cfg.APISocketGroup}, log)
 	if err != nil {
 		return err
 	}
@@ -190,7 +196,7 @@ func (d *node) start(ctx context.Context) error {
 	d.pres = presence.New(d.reg, presence.Config{
 		Machine: unit.Machine{ID: machineID, PublicIP: cfg.PublicIP, Metadata: cfg.Metadata, Version: opts.Version,
 			// Other machines forward unit status and journal requests here.
-			APIURL: publishedAPIURL(apiAddrs(listeners), cfg.PublicIP)},
+			APIURL: publishedURL(apiAddrs(listeners), cfg.PublicIP, tlsConf != nil)},
 		Instance: instance, TTL: cfg.AgentTTL, Logger: log.With("component", "presence"),
 		OnLease: func(registry.LeaseID) {
 			d.agent.Republish()
@@ -202,8 +208,9 @@ func (d *node) start(ctx context.Context) error {
 
 	handler := api.NewHandler(d.reg, api.Options{Version: opts.Version, TokenLimit: cfg.TokenLimit,
 		Logger: log.With("component", "api"), Ready: d.readyWait, Healthy: d.agent.Healthy,
-		Metrics: d.metrics.Handler(), MachineID: machineID, Local: localunits.New(machineID, sd), Stopping: ctx.Done()})
-	servers := serveAPI(listeners, activated, d.metrics.API(handler), cfg.APIAllowedHosts, log)
+		Metrics: d.metrics.Handler(), MachineID: machineID, Local: localunits.New(machineID, sd), Stopping: ctx.Done(),
+		Access: accessStore{Etcd: d.reg, lim: registry.AuditLimits{Retention: cfg.AuditRetention, MaxEntries: cfg.AuditMaxEntries}}})
+	servers := serveAPI(listeners, activated, d.metrics.API(handler), cfg.APIAllowedHosts, tlsConf, log)
 	d.cleanups = append(d.cleanups, func() {
 		sctx, cancel := stopCtx(ctx)
 		defer cancel()
@@ -212,6 +219,27 @@ func (d *node) start(ctx context.Context) error {
 		}
 	})
 	return nil
+}
+
+// accessStore is the registry as the API's access store, its audit trail
+// bounded by lim.
+type accessStore struct {
+	*registry.Etcd
+	lim registry.AuditLimits
+}
+
+func (s accessStore) AppendAudit(ctx context.Context, e access.Entry) error {
+	return s.Etcd.AppendAudit(ctx, e, s.lim)
+}
+
+// publishedURL is publishedAPIURL, with https when the TCP listeners
+// serve TLS.
+func publishedURL(addrs []net.Addr, publicIP string, tls bool) string {
+	u := publishedAPIURL(addrs, publicIP)
+	if tls {
+		u = strings.Replace(u, "http://", "https://", 1)
+	}
+	return u
 }
 
 // readyWait is the API's readiness: nil while the machine is registered.

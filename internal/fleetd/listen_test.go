@@ -528,7 +528,7 @@ func TestServeAPILogsTheBoundAddress(t *testing.T) {
 	}
 	var buf bytes.Buffer
 	log := slog.New(slog.NewTextHandler(&buf, nil))
-	servers := serveAPI([]apiListener{{ln: ln, addr: "tcp://127.0.0.1:0"}}, 0, http.NotFoundHandler(), nil, log)
+	servers := serveAPI([]apiListener{{ln: ln, addr: "tcp://127.0.0.1:0"}}, 0, http.NotFoundHandler(), nil, nil, log)
 	for _, s := range servers {
 		defer s.Close()
 	}
