@@ -55,61 +55,41 @@ socket is always admin. See docs/security.md.`,
 			return usagef("acl needs a subcommand: grant, revoke or list")
 		},
 	}
-	grantArgs := func(units *string) func(*cobra.Command, []string) (access.Grant, error) {
-		return func(_ *cobra.Command, args []string) (access.Grant, error) {
-			if len(args) != 2 {
-				return access.Grant{}, usagef("want ROLE SUBJECT, e.g. operator user:alice")
-			}
-			g := access.Grant{Role: access.Role(args[0]), Subject: args[1], Units: *units}
-			if err := g.Validate(); err != nil {
-				return access.Grant{}, usagef("%v", err)
-			}
-			return g, nil
+	// change builds grant or revoke: both take ROLE SUBJECT [--units GLOB]
+	// and call do with the grant.
+	change := func(use, short, unitsUsage, verb, done string,
+		do func(accessAPI, context.Context, access.Grant) error) *cobra.Command {
+		var units string
+		cmd := &cobra.Command{
+			Use:   use,
+			Short: short,
+			RunE: func(cmd *cobra.Command, args []string) error {
+				if len(args) != 2 {
+					return usagef("want ROLE SUBJECT, e.g. operator user:alice")
+				}
+				g := access.Grant{Role: access.Role(args[0]), Subject: args[1], Units: units}
+				if err := g.Validate(); err != nil {
+					return usagef("%v", err)
+				}
+				ctx := cmd.Context()
+				client, err := c.accessClient(ctx)
+				if err != nil {
+					return err
+				}
+				if err := do(client, ctx, g); err != nil {
+					return failf("Error %s %s: %w", verb, g, err)
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "%s %s\n", done, g)
+				return nil
+			},
 		}
+		cmd.Flags().StringVar(&units, "units", "", unitsUsage)
+		return cmd
 	}
-	var grantUnits, revokeUnits string
-	grant := &cobra.Command{
-		Use:   "grant ROLE SUBJECT",
-		Short: "Give SUBJECT the role ROLE, for every unit or those matching --units",
-		RunE: func(cmd *cobra.Command, args []string) error {
-			g, err := grantArgs(&grantUnits)(cmd, args)
-			if err != nil {
-				return err
-			}
-			ctx := cmd.Context()
-			client, err := c.accessClient(ctx)
-			if err != nil {
-				return err
-			}
-			if err := client.Grant(ctx, g); err != nil {
-				return failf("Error granting %s: %w", g, err)
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "Granted %s\n", g)
-			return nil
-		},
-	}
-	grant.Flags().StringVar(&grantUnits, "units", "", "Limit the grant to units whose names match this glob (e.g. 'web-*')")
-	revoke := &cobra.Command{
-		Use:   "revoke ROLE SUBJECT",
-		Short: "Remove a grant (give the same --units as when granting)",
-		RunE: func(cmd *cobra.Command, args []string) error {
-			g, err := grantArgs(&revokeUnits)(cmd, args)
-			if err != nil {
-				return err
-			}
-			ctx := cmd.Context()
-			client, err := c.accessClient(ctx)
-			if err != nil {
-				return err
-			}
-			if err := client.Revoke(ctx, g); err != nil {
-				return failf("Error revoking %s: %w", g, err)
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "Revoked %s\n", g)
-			return nil
-		},
-	}
-	revoke.Flags().StringVar(&revokeUnits, "units", "", "The units glob of the grant to remove")
+	grant := change("grant ROLE SUBJECT", "Give SUBJECT the role ROLE, for every unit or those matching --units",
+		"Limit the grant to units whose names match this glob (e.g. 'web-*')", "granting", "Granted", accessAPI.Grant)
+	revoke := change("revoke ROLE SUBJECT", "Remove a grant (give the same --units as when granting)",
+		"The units glob of the grant to remove", "revoking", "Revoked", accessAPI.Revoke)
 	var out outputFormat
 	list := &cobra.Command{
 		Use:   "list",
