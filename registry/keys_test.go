@@ -20,6 +20,8 @@ func TestEngineRangeHoldsExactlyTheEngineInputs(t *testing.T) {
 		{"dynamic metadata", k.metadataKey("m1", "region"), true},
 		{"agent state", k.state("a.service", "m1"), false},
 		{"election", k.election() + "/694d7f", false},
+		{"relayed request", k.relayAsk("m1", "0a1b"), false},
+		{"relayed answer", k.relayChunk("m1", "0a1b", 3), false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -48,6 +48,9 @@ type Options struct {
 	Metadata func(i int) string
 	// Env adds FLEET_* settings to every host.
 	Env []string
+	// UnixOnly makes every host's API listen on its unix socket only (no
+	// tcp:// listener, no published API URL).
+	UnixOnly bool
 	// EtcdProcess runs etcd as a separate process (see FreezeEtcd) instead
 	// of in the test process.
 	EtcdProcess bool
@@ -253,6 +256,10 @@ func (c *Cluster) newHost(i int) *Host {
 		}
 	})
 	h.Endpoint = "unix://" + h.Socket
+	listen := h.Endpoint + ",tcp://127.0.0.1:0" // TCP too: an API URL to publish
+	if c.opts.UnixOnly {
+		listen = h.Endpoint
+	}
 	md := fmt.Sprintf("host=%d", i)
 	if c.opts.Metadata != nil {
 		md = c.opts.Metadata(i)
@@ -263,8 +270,7 @@ func (c *Cluster) newHost(i int) *Host {
 		"FLEET_PUBLIC_IP="+h.IP,
 		"FLEET_METADATA="+md,
 		"FLEET_ETCD_SERVERS=http://"+proxy.Addr(),
-		// TCP too: other hosts forward unit status and journal requests there.
-		"FLEET_API_LISTEN="+h.Endpoint+",tcp://127.0.0.1:0",
+		"FLEET_API_LISTEN="+listen,
 		"FLEET_DATA_DIR="+filepath.Join(dir, "data"),
 		"FLEET_AGENT_TTL="+c.opts.AgentTTL.String(),
 		"FLEET_ENGINE_RECONCILE_INTERVAL=0.5",
