@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -144,6 +145,21 @@ func (r *Etcd) Relay(ctx context.Context, from, target string, req RelayRequest)
 	}
 	ex.events = r.cli.Watch(clientv3.WithRequireLeader(ctx), ex.prefix, clientv3.WithPrefix(),
 		clientv3.WithRev(put.Header.Revision+1))
+	if req.Stream {
+		// A stream has no end of its own: it ends when the target's
+		// machine record goes (its fleetd died and its lease expired).
+		gone := r.cli.Watch(ctx, r.keys.machine(target), clientv3.WithRev(put.Header.Revision+1),
+			clientv3.WithFilterPut())
+		go func() {
+			for wr := range gone {
+				if len(wr.Events) > 0 {
+					ex.targetGone.Store(true)
+					cancel()
+					return
+				}
+			}
+		}()
+	}
 
 	ackCtx, ackCancel := context.WithTimeout(ctx, RelayAckTimeout)
 	kind, _, err := ex.next(ackCtx)
@@ -188,6 +204,8 @@ type exchange struct {
 	rest    []byte             // unread bytes of the current data chunk
 	err     error              // the end, once reached (io.EOF when whole)
 	once    sync.Once
+
+	targetGone atomic.Bool // the target left the cluster while streaming
 }
 
 // next returns the next chunk in order, deleting it from the store.
@@ -237,6 +255,8 @@ func (ex *exchange) Read(p []byte) (int, error) {
 		}
 		kind, data, err := ex.next(ex.ctx)
 		switch {
+		case err != nil && ex.targetGone.Load():
+			ex.err = errors.New("the machine answering left the cluster")
 		case err != nil:
 			ex.err = err
 		case kind == 'd':
@@ -291,8 +311,11 @@ func (w *RelayWriter) put(ctx context.Context, kind byte, data []byte) error {
 	// Only while the request is there: once the requester has gone, its
 	// lease has, and nothing is written after it.
 	if _, err := w.r.cli.Put(ctx, w.key(w.seq), string(val), clientv3.WithLease(w.lease)); err != nil {
-		w.failure = storeErr("put relay answer", err)
-		return w.failure
+		err = storeErr("put relay answer", err)
+		if ctx.Err() == nil {
+			w.failure = err // the store's answer: nothing more goes
+		}
+		return err
 	}
 	w.seq++
 	return nil

@@ -13,6 +13,7 @@ import (
 
 	"github.com/fleet-next/fleet/registry"
 	"github.com/fleet-next/fleet/registry/registrytest"
+	"github.com/fleet-next/fleet/unit"
 )
 
 // serveRelay runs ServeRelay for machine until the test ends.
@@ -162,5 +163,38 @@ func TestRelayToNobodyIsNoAnswer(t *testing.T) {
 	}
 	if n := bridgeKeys(t, cli); n != 0 {
 		t.Errorf("%d bridge keys left after no answer", n)
+	}
+}
+
+// A stream whose target machine leaves the cluster (its lease expires: its
+// fleetd died) ends with an error saying so rather than waiting forever.
+func TestRelayStreamEndsWhenTheTargetLeaves(t *testing.T) {
+	e := registrytest.StartEtcd(t)
+	target, requester, cli := e.Registry(t), e.Registry(t), e.Client(t)
+	lease, err := target.Register(ctxT(t), unit.Machine{ID: "m2"}, "i2", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serveRelay(t, target, "m2", func(ctx context.Context, _ registry.RelayRequest, w *registry.RelayWriter) {
+		_ = w.Header(ctx, 200, "text/plain")
+		_, _ = w.Write(ctx, []byte("first\n"))
+		_ = w.Flush(ctx)
+		<-ctx.Done() // a follower waiting for lines that never come
+	})
+	ans, err := requester.Relay(ctxT(t), "m1", "m2", registry.RelayRequest{Path: "/x", Stream: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ans.Body.Close()
+	buf := make([]byte, 6)
+	if _, err := io.ReadFull(ans.Body, buf); err != nil || string(buf) != "first\n" {
+		t.Fatalf("first line: %q, %v", buf, err)
+	}
+	if _, err := cli.Revoke(ctxT(t), clientv3.LeaseID(lease)); err != nil {
+		t.Fatal(err)
+	}
+	_, err = io.ReadAll(ans.Body)
+	if err == nil || !strings.Contains(err.Error(), "left the cluster") {
+		t.Errorf("read after the target left: %v, want an error saying it left the cluster", err)
 	}
 }

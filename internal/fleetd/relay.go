@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"time"
 
 	"github.com/fleet-next/fleet/api"
 	"github.com/fleet-next/fleet/registry"
@@ -48,7 +49,11 @@ func serveRelayed(h http.Handler, log *slog.Logger) registry.RelayHandler {
 		if !rw.wrote {
 			rw.WriteHeader(http.StatusOK)
 		}
-		if err := w.End(ctx, rw.err); err != nil && ctx.Err() == nil {
+		// The end goes even when fleetd is stopping, so that the requester
+		// is not left waiting; once the requester itself is gone, it fails.
+		ectx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := w.End(ectx, rw.err); err != nil && ctx.Err() == nil {
 			log.Warn("relayed answer not delivered", "from", req.From, "path", req.Path, "err", err)
 		}
 	}

@@ -67,8 +67,9 @@ func (j *fakeJournal) Read(ctx context.Context, name string, opts systemd.Journa
 // machine m2, which owns hello.service and reads its journal with j. The
 // subject m2 serves a request as is sent on subjects.
 type relayPair struct {
-	srv      *httptest.Server
-	subjects chan string
+	srv        *httptest.Server
+	subjects   chan string
+	stopTarget func() // stops m2's bridge, as fleetd's shutdown does
 }
 
 func newRelayPair(t *testing.T, j *fakeJournal) *relayPair {
@@ -102,7 +103,8 @@ func newRelayPair(t *testing.T, j *fakeJournal) *relayPair {
 	sctx, stop := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); _ = reg2.ServeRelay(sctx, "m2", serveRelayed(seen, log)) }()
-	t.Cleanup(func() { stop(); <-done })
+	p.stopTarget = func() { stop(); <-done }
+	t.Cleanup(p.stopTarget)
 
 	h1 := api.NewHandler(reg1, api.Options{MachineID: "m1", Relay: storeRelay{reg: reg1, machineID: "m1"}})
 	p.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -187,6 +189,24 @@ func TestRelayedStatusAndJournal(t *testing.T) {
 			t.Fatal("m2 still reads the journal 30s after the client went away")
 		}
 	})
+}
+
+// A followed journal ends cleanly for the client when the target's fleetd
+// stops, rather than leaving it waiting.
+func TestRelayedFollowEndsWhenTheTargetStops(t *testing.T) {
+	p := newRelayPair(t, &fakeJournal{ended: make(chan struct{})})
+	resp := p.get(t, "/fleet/v1/units/hello.service/journal?machineID=m2&lines=1&follow=true")
+	p.subject(t)
+	sc := bufio.NewScanner(resp.Body)
+	if !sc.Scan() || sc.Text() != "hello.service line 1" {
+		t.Fatalf("first line = %q, %v", sc.Text(), sc.Err())
+	}
+	p.stopTarget()
+	for sc.Scan() {
+	}
+	if err := sc.Err(); err != nil {
+		t.Errorf("stream ended with %v, want a clean end", err)
+	}
 }
 
 // A machine without journald answers a relayed journal request with the
