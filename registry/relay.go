@@ -55,6 +55,11 @@ const (
 	relayLeaseTTL = 10
 	// relayMaxRequestBytes bounds a request record.
 	relayMaxRequestBytes = 8 << 10
+	// relayWindow is how many chunks a stream's target may write ahead of
+	// its reader: it waits for chunk n-relayWindow to be read (deleted)
+	// before writing chunk n, checking every relayWindow/2 chunks, so at
+	// most 1.5 × relayWindow chunks (1.5 MiB) wait in the store.
+	relayWindow = 16
 	// relayMaxActive is how many requests a target serves at once; more
 	// are answered 503.
 	relayMaxActive = 32
@@ -305,6 +310,9 @@ func (w *RelayWriter) put(ctx context.Context, kind byte, data []byte) error {
 	if w.failure != nil {
 		return w.failure
 	}
+	if err := w.waitWindow(ctx); err != nil {
+		return err
+	}
 	val := make([]byte, 1+len(data))
 	val[0] = kind
 	copy(val[1:], data)
@@ -319,6 +327,42 @@ func (w *RelayWriter) put(ctx context.Context, kind byte, data []byte) error {
 	}
 	w.seq++
 	return nil
+}
+
+// waitWindow waits, every relayWindow/2 chunks, until the reader has
+// taken chunk seq-relayWindow.
+func (w *RelayWriter) waitWindow(ctx context.Context) error {
+	if w.seq < relayWindow || w.seq%(relayWindow/2) != 0 {
+		return nil
+	}
+	key := w.key(w.seq - relayWindow)
+	for {
+		resp, err := w.r.cli.Get(ctx, key, clientv3.WithCountOnly())
+		if err != nil {
+			return storeErr("check relay reader", err)
+		}
+		if resp.Count == 0 {
+			return nil
+		}
+		if err := w.waitDeleted(ctx, key, resp.Header.Revision+1); err != nil {
+			return err
+		}
+	}
+}
+
+// waitDeleted waits until key is deleted at or after revision rev.
+func (w *RelayWriter) waitDeleted(ctx context.Context, key string, rev int64) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	for wr := range w.r.cli.Watch(clientv3.WithRequireLeader(ctx), key, clientv3.WithRev(rev), clientv3.WithFilterPut()) {
+		if err := wr.Err(); err != nil {
+			return storeErr("watch relay reader", err)
+		}
+		if len(wr.Events) > 0 {
+			return nil
+		}
+	}
+	return ctx.Err()
 }
 
 // Header sends the answer's status code and content type.

@@ -198,3 +198,47 @@ func TestRelayStreamEndsWhenTheTargetLeaves(t *testing.T) {
 		t.Errorf("read after the target left: %v, want an error saying it left the cluster", err)
 	}
 }
+
+// A stream's target does not write further ahead of a slow reader than the
+// window: what waits in the store stays bounded.
+func TestRelayStreamWaitsForASlowReader(t *testing.T) {
+	e := registrytest.StartEtcd(t)
+	target, requester, cli := e.Registry(t), e.Registry(t), e.Client(t)
+	const chunks = 48
+	maxWaiting := make(chan int64, 1)
+	serveRelay(t, target, "m2", func(ctx context.Context, _ registry.RelayRequest, w *registry.RelayWriter) {
+		var most int64
+		_ = w.Header(ctx, 200, "")
+		chunk := bytes.Repeat([]byte{'x'}, registry.RelayChunkBytes)
+		for range chunks {
+			if _, err := w.Write(ctx, chunk); err != nil {
+				t.Error(err)
+				break
+			}
+			most = max(most, bridgeKeys(t, cli)-1) // less the request
+		}
+		_ = w.End(ctx, nil)
+		maxWaiting <- most
+	})
+	ans, err := requester.Relay(ctxT(t), "m1", "m2", registry.RelayRequest{Path: "/x", Stream: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ans.Body.Close()
+	var n int
+	buf := make([]byte, registry.RelayChunkBytes)
+	for {
+		time.Sleep(5 * time.Millisecond) // a slow reader
+		k, err := io.ReadFull(ans.Body, buf)
+		n += k
+		if err != nil {
+			break
+		}
+	}
+	if n != chunks*registry.RelayChunkBytes {
+		t.Errorf("read %d bytes, want %d", n, chunks*registry.RelayChunkBytes)
+	}
+	if most := <-maxWaiting; most > 24 {
+		t.Errorf("up to %d chunks waited in the store, want at most 24", most)
+	}
+}
