@@ -39,13 +39,16 @@ type Options struct {
 	Metrics http.Handler
 
 	// MachineID is the machine this fleetd runs on. Unit status and journal
-	// requests for it are answered by Local; those for another machine are
-	// forwarded to the API URL that machine publishes.
+	// requests for it are answered by Local; those for another machine go
+	// through Relay, or, without one, to the API URL that machine publishes.
 	MachineID string
 	// Local answers unit status and journal requests for MachineID; nil
 	// answers them 501.
 	Local LocalUnits
-	// ForwardTransport carries forwarded requests; nil uses a transport of
+	// Relay carries status and journal requests to other machines through
+	// the cluster store. Nil: they are forwarded over HTTP instead.
+	Relay Relay
+	// ForwardTransport carries requests forwarded over HTTP; nil uses a transport of
 	// the handler's own that ignores HTTP proxy settings.
 	ForwardTransport http.RoundTripper
 	// Stopping, once closed, ends every journal stream (a followed journal
@@ -91,6 +94,7 @@ type server struct {
 
 	machineID        string
 	local            LocalUnits
+	relay            Relay
 	forwardTransport http.RoundTripper
 	stopping         <-chan struct{}
 	access           AccessStore
@@ -129,6 +133,7 @@ func NewHandler(reg Registry, opts Options) http.Handler {
 
 		machineID:        opts.MachineID,
 		local:            opts.Local,
+		relay:            opts.Relay,
 		forwardTransport: forward,
 		stopping:         opts.Stopping,
 		access:           opts.Access,

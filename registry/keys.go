@@ -11,6 +11,8 @@ const DefaultPrefix = "/_coreos.com/fleet/"
 //	P acl/<digest>                 a grant: role, subject, units glob                 (API)
 //	P agent-states/<unit>/<machine> systemd state of a unit on a machine; on the machine lease (agent)
 //	P audit/<nanos>-<random>       one audit trail entry, oldest first                 (API)
+//	P bridge/<machine>/ask/<id>    a request relayed to a machine; on its exchange's lease (see relay.go)
+//	P bridge/<machine>/ans/<id>/<n> chunk n of the answer to a machine's request; same lease
 //	P engine/leader/<lease>        election (concurrency.Election)                     (engines)
 //	P machines/<machine>           presence: ID, IP, metadata, version; on the machine lease (agent)
 //	P metadata/<machine>/<key>     dynamic metadata set through the API                (API)
@@ -22,8 +24,8 @@ const DefaultPrefix = "/_coreos.com/fleet/"
 // Everything from machines/ to the end of the prefix is what the engine
 // needs, and nothing else sorts there: the engine follows the cluster with a
 // single watch on that range, so each revision arrives whole and in order.
-// Agent states, which change most often, grants and the audit trail sort
-// before it and are not watched.
+// Agent states, which change most often, grants, the audit trail and the
+// bridge sort before it and are not watched.
 type keys struct{ prefix string }
 
 func newKeys(prefix string) keys {

@@ -27,6 +27,8 @@ func TestEngineRangeHoldsExactlyTheEngineInputs(t *testing.T) {
 		{"election", k.election() + "/694d7f", false},
 		{"grant", k.grant(access.Grant{Role: access.Admin, Subject: "user:alice"}), false},
 		{"audit entry", k.auditKey(time.Now()), false},
+		{"relayed request", k.relayAsk("m1", "0a1b"), false},
+		{"relayed answer", k.relayChunk("m1", "0a1b", 3), false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

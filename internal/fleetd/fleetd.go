@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -93,6 +94,7 @@ type node struct {
 	pres      *presence.Presence
 	agent     *agent.Agent
 	listeners []apiListener
+	api       http.Handler // as the listeners serve it
 	notify    notifier
 	ready     chan struct{} // closed once the machine first registered
 }
@@ -208,9 +210,11 @@ func (d *node) start(ctx context.Context) error {
 
 	handler := api.NewHandler(d.reg, api.Options{Version: opts.Version, TokenLimit: cfg.TokenLimit,
 		Logger: log.With("component", "api"), Ready: d.readyWait, Healthy: d.agent.Healthy,
-		Metrics: d.metrics.Handler(), MachineID: machineID, Local: localunits.New(machineID, sd), Stopping: ctx.Done(),
+		Metrics: d.metrics.Handler(), MachineID: machineID, Local: localunits.New(machineID, sd),
+		Relay: storeRelay{reg: d.reg, machineID: machineID}, Stopping: ctx.Done(),
 		Access: accessStore{Etcd: d.reg, lim: registry.AuditLimits{Retention: cfg.AuditRetention, MaxEntries: cfg.AuditMaxEntries}}})
-	servers := serveAPI(listeners, activated, d.metrics.API(handler), cfg.APIAllowedHosts, tlsConf, log)
+	d.api = d.metrics.API(handler)
+	servers := serveAPI(listeners, activated, d.api, cfg.APIAllowedHosts, tlsConf, log)
 	d.cleanups = append(d.cleanups, func() {
 		sctx, cancel := stopCtx(ctx)
 		defer cancel()
@@ -279,6 +283,9 @@ func (d *node) supervise(ctx context.Context) error {
 	}
 	run("presence", d.pres.Run)
 	run("agent", d.agent.Run)
+	// Status and journal requests other machines relay here (see storeRelay).
+	serve := serveRelayed(d.api, log.With("component", "bridge"))
+	run("bridge", func(ctx context.Context) error { return d.reg.ServeRelay(ctx, d.machineID, serve) })
 	if !cfg.DisableEngine {
 		eng := engine.New(enginestore.Store{Reg: d.reg, Leases: d.pres}, engine.Config{
 			MachineID: d.machineID, ReconcileInterval: cfg.EngineReconcile, LossGrace: cfg.AgentTTL / 2,

@@ -107,7 +107,7 @@ func apiURL(t *testing.T, c *cluster.Cluster, h *cluster.Host, scheme string) st
 }
 
 func TestAccessControlEndToEnd(t *testing.T) {
-	c := cluster.New(t, cluster.Options{Hosts: 1, Env: []string{"FLEET_API_SOCKET_MODE=0666"}})
+	c := newCluster(t, cluster.Options{Hosts: 1, Env: []string{"FLEET_API_SOCKET_MODE=0666"}})
 	h := c.Hosts[0]
 	c.WaitMachines(1)
 	// Only the socket's mode keeps nobody out from here on.
