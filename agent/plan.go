@@ -2,6 +2,8 @@ package agent
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 
 	"github.com/fleet-next/fleet/unit"
@@ -88,7 +90,7 @@ func (a Actual) Running() bool {
 func Plan(desired map[string]unit.Placement, actual map[string]Actual, hasInstall func(content string) bool) []Action {
 	var acts []Action
 	reload := false
-	for _, name := range sortedNames(actual) {
+	for _, name := range slices.Sorted(maps.Keys(actual)) {
 		a := actual[name]
 		if _, want := desired[name]; want {
 			continue
@@ -102,7 +104,7 @@ func Plan(desired map[string]unit.Placement, actual map[string]Actual, hasInstal
 			Action{Kind: ActResetFailed, Unit: name})
 		reload = true
 	}
-	for _, name := range sortedNames(desired) {
+	for _, name := range slices.Sorted(maps.Keys(desired)) {
 		p := desired[name]
 		a, have := actual[name]
 		launch := p.Desired == unit.StateLaunched
@@ -163,15 +165,6 @@ func Plan(desired map[string]unit.Placement, actual map[string]Actual, hasInstal
 		return acts[i].Unit < acts[j].Unit
 	})
 	return acts
-}
-
-func sortedNames[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
 
 // Without returns plan without the actions of the units in skip (units

@@ -10,6 +10,8 @@ import (
 	"path"
 	"strings"
 	"time"
+
+	"github.com/fleet-next/fleet/access"
 )
 
 // DefaultTokenLimit is the page size of list endpoints when
@@ -37,19 +39,29 @@ type Options struct {
 	Metrics http.Handler
 
 	// MachineID is the machine this fleetd runs on. Unit status and journal
-	// requests for it are answered by Local; those for another machine are
-	// forwarded to the API URL that machine publishes.
+	// requests for it are answered by Local; those for another machine go
+	// through Relay, or, without one, to the API URL that machine publishes.
 	MachineID string
 	// Local answers unit status and journal requests for MachineID; nil
 	// answers them 501.
 	Local LocalUnits
-	// ForwardTransport carries forwarded requests; nil uses a transport of
+	// Relay carries status and journal requests to other machines through
+	// the cluster store. Nil: they are forwarded over HTTP instead.
+	Relay Relay
+	// ForwardTransport carries requests forwarded over HTTP; nil uses a transport of
 	// the handler's own that ignores HTTP proxy settings.
 	ForwardTransport http.RoundTripper
 	// Stopping, once closed, ends every journal stream (a followed journal
 	// never ends by itself), so that a graceful shutdown need not wait for
 	// them. Nil: streams end only with their requests.
 	Stopping <-chan struct{}
+
+	// Access, when set, decides who may do what (see access.Allowed and
+	// docs/security.md) and keeps the audit trail: every request must then
+	// carry the caller's identity (access.WithIdentity); one without is
+	// anonymous. Nil serves every request to everyone, and the grant and
+	// audit endpoints answer 501: for embedding and tests only.
+	Access AccessStore
 }
 
 // API base paths. Both serve the same resources.
@@ -82,8 +94,10 @@ type server struct {
 
 	machineID        string
 	local            LocalUnits
+	relay            Relay
 	forwardTransport http.RoundTripper
 	stopping         <-chan struct{}
+	access           AccessStore
 
 	cursors *cursors // where the next page of a listing starts
 }
@@ -119,8 +133,10 @@ func NewHandler(reg Registry, opts Options) http.Handler {
 
 		machineID:        opts.MachineID,
 		local:            opts.Local,
+		relay:            opts.Relay,
 		forwardTransport: forward,
 		stopping:         opts.Stopping,
+		access:           opts.Access,
 	}
 	s.mux = s.routes()
 	return s
@@ -145,20 +161,35 @@ func (s *server) resources() []route {
 		return map[string]http.HandlerFunc{http.MethodGet: h}
 	}
 	return []route{
-		{path: "/units", methods: get(s.listUnits), otherCode: http.StatusMethodNotAllowed, otherMsg: msgOnlyGet},
+		{path: "/units", methods: get(s.guard(access.Read, nil, s.listUnits)),
+			otherCode: http.StatusMethodNotAllowed, otherMsg: msgOnlyGet},
 		{path: "/units/{name}", methods: map[string]http.HandlerFunc{
-			http.MethodGet: s.getUnit, http.MethodPut: s.putUnit, http.MethodDelete: s.deleteUnit,
+			http.MethodGet:    s.guard(access.Read, nameTarget, s.getUnit),
+			http.MethodPut:    s.putUnit, // decides its action from the body and the stored unit
+			http.MethodDelete: s.guard(access.Destroy, nameTarget, s.deleteUnit),
 		}, otherCode: http.StatusMethodNotAllowed, otherMsg: msgOnlyGetPutDelete},
-		{path: "/units/{name}/" + subStatus, methods: get(s.unitStatus),
+		{path: "/units/{name}/" + subStatus, methods: get(s.guard(access.Read, nameTarget, s.unitStatus)),
 			otherCode: http.StatusMethodNotAllowed, otherMsg: msgOnlyGet},
-		{path: "/units/{name}/" + subJournal, methods: get(s.unitJournal),
+		{path: "/units/{name}/" + subJournal, methods: get(s.guard(access.Read, nameTarget, s.unitJournal)),
 			otherCode: http.StatusMethodNotAllowed, otherMsg: msgOnlyGet},
-		{path: "/state", methods: get(s.listStates), otherCode: http.StatusMethodNotAllowed, otherMsg: msgOnlyGet},
-		{path: "/state/{name}", methods: get(s.getState), otherCode: http.StatusMethodNotAllowed, otherMsg: msgOnlyGet},
+		{path: "/state", methods: get(s.guard(access.Read, stateTarget, s.listStates)),
+			otherCode: http.StatusMethodNotAllowed, otherMsg: msgOnlyGet},
+		{path: "/state/{name}", methods: get(s.guard(access.Read, nameTarget, s.getState)),
+			otherCode: http.StatusMethodNotAllowed, otherMsg: msgOnlyGet},
 		{path: "/machines", methods: map[string]http.HandlerFunc{
-			http.MethodGet: s.listMachines, http.MethodPatch: s.patchMachines,
+			http.MethodGet:   s.guard(access.Read, nil, s.listMachines),
+			http.MethodPatch: s.guard(access.Metadata, nil, s.patchMachines),
 		}, otherCode: http.StatusMethodNotAllowed, otherMsg: msgOnlyGetPatch},
 		{path: "/discovery", methods: get(s.serveDiscovery), otherCode: http.StatusBadRequest, otherMsg: msgOnlyGet},
+		// Our additions: grants, the caller's identity, the audit trail.
+		{path: "/acl", methods: map[string]http.HandlerFunc{
+			http.MethodGet:    s.guard(access.ACL, nil, s.listGrants),
+			http.MethodPut:    s.guard(access.ACL, nil, s.putGrant),
+			http.MethodDelete: s.guard(access.ACL, nil, s.deleteGrant),
+		}, otherCode: http.StatusMethodNotAllowed, otherMsg: msgOnlyGetPutDelete},
+		{path: "/whoami", methods: get(s.whoami), otherCode: http.StatusMethodNotAllowed, otherMsg: msgOnlyGet},
+		{path: "/audit", methods: get(s.guard(access.Audit, nil, s.listAudit)),
+			otherCode: http.StatusMethodNotAllowed, otherMsg: msgOnlyGet},
 	}
 }
 
@@ -243,10 +274,15 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Server", "fleetd/"+s.version)
 	rec := &statusRecorder{ResponseWriter: w}
 	start := time.Now()
+	note := &auditNote{}
+	r = r.WithContext(context.WithValue(r.Context(), auditNoteKey{}, note))
 	if isCanonicalPath(r.URL.Path) {
 		s.mux.ServeHTTP(rec, r)
 	} else {
 		s.gated(notFound).ServeHTTP(rec, r)
+	}
+	if s.access != nil && audited(r.Method, note) {
+		s.record(r, note, rec.statusCode())
 	}
 	route := rec.route
 	if route == "" {

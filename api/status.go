@@ -129,8 +129,9 @@ func (w *streamWriter) Flush() {
 func (w *streamWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // serveUnitMachine serves the status or the journal (sub) of a unit:
-// answered here when the unit's machine is this one, else forwarded to the
-// API URL that machine publishes.
+// answered here when the unit's machine is this one, else relayed to that
+// machine through the store, or forwarded to the API URL it publishes
+// when the handler has no relay.
 func (s *server) serveUnitMachine(w http.ResponseWriter, r *http.Request, name, sub string, jopts JournalOptions) {
 	q := r.URL.Query()
 	us, err := s.reg.Unit(r.Context(), name)
@@ -165,6 +166,10 @@ func (s *server) serveUnitMachine(w http.ResponseWriter, r *http.Request, name, 
 	if by := r.Header.Get(forwardedHeader); by != "" {
 		writeError(w, http.StatusBadGateway, fmt.Sprintf(
 			"request for machine %s, forwarded by machine %s, reached machine %s", machineID, by, s.machineID))
+		return
+	}
+	if s.relay != nil {
+		s.relayTo(w, r, machineID, q.Get("machineID") != "", sub == subJournal && jopts.Follow)
 		return
 	}
 	s.forward(w, r, machineID, q.Get("machineID") != "")
@@ -298,16 +303,9 @@ func copyFlushing(w io.Writer, rc *http.ResponseController, src io.Reader) error
 // streamed back. named says the client named the machine (a machine
 // unknown then is the client's error, not the cluster's).
 func (s *server) forward(w http.ResponseWriter, r *http.Request, machineID string, named bool) {
-	m, found, err := s.findMachine(r.Context(), machineID)
+	m, ok := s.liveMachine(w, r, machineID, named)
 	switch {
-	case err != nil:
-		s.internalError(w, r, fmt.Errorf("list machines: %w", err))
-		return
-	case !found && named:
-		writeError(w, http.StatusBadRequest, fmt.Sprintf("machine %s is not in the cluster", machineID))
-		return
-	case !found:
-		writeError(w, http.StatusBadGateway, fmt.Sprintf("machine %s is not in the cluster", machineID))
+	case !ok:
 		return
 	case m.APIURL == "":
 		writeError(w, http.StatusBadGateway, fmt.Sprintf(

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/fleet-next/fleet/access"
 	"github.com/fleet-next/fleet/unit"
 )
 
@@ -122,6 +123,19 @@ func (s *server) putUnit(w http.ResponseWriter, r *http.Request) {
 		}
 		desired = d
 	}
+	// A caller that may not even read the unit learns nothing of it, not
+	// whether it exists: it is refused what the request reads as.
+	if ok, err := s.may(r, access.Request{Action: access.Read, Unit: name}); err != nil {
+		s.internalError(w, r, err)
+		return
+	} else if !ok {
+		a := desiredAction(desired, "")
+		if len(req.Options) > 0 {
+			a = access.Submit
+		}
+		s.allow(w, r, access.Request{Action: a, Unit: name})
+		return
+	}
 
 	existing, err := s.reg.Unit(r.Context(), name)
 	found := err == nil
@@ -135,7 +149,7 @@ func (s *server) putUnit(w http.ResponseWriter, r *http.Request) {
 			writeError(w, http.StatusConflict, "unit does not exist and options field empty")
 			return
 		}
-		s.setDesiredState(w, r, name, desired)
+		s.setDesiredState(w, r, name, existing.Desired, desired)
 		return
 	}
 	f, err := fileFromAPI(req.Options)
@@ -148,7 +162,10 @@ func (s *server) putUnit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if found && f.Hash() == existing.Hash {
-		s.setDesiredState(w, r, name, desired)
+		s.setDesiredState(w, r, name, existing.Desired, desired)
+		return
+	}
+	if !s.allow(w, r, access.Request{Action: access.Submit, Unit: name}) {
 		return
 	}
 	if desired == "" {
@@ -165,6 +182,7 @@ func (s *server) putUnit(w http.ResponseWriter, r *http.Request) {
 		Desired: desired,
 		Global:  f.IsGlobal(),
 	}
+	noteOf(r).hash = u.Hash.String()
 	var cycle cycleError
 	if reqs := f.Requirements(name); len(reqs.Replaces) > 0 {
 		// The check and the write are one transaction, so that two units
@@ -220,10 +238,32 @@ func invalidOption(opts []*UnitOption) string {
 	return ""
 }
 
-// setDesiredState changes only the desired state of an existing unit.
-func (s *server) setDesiredState(w http.ResponseWriter, r *http.Request, name string, desired unit.FleetState) {
+// desiredAction is the action of changing a unit's desired state from
+// current ("" = unknown) to desired: start, stop (loaded from launched),
+// load or unload.
+func desiredAction(desired, current unit.FleetState) access.Action {
+	switch desired {
+	case unit.StateLaunched:
+		return access.Start
+	case unit.StateLoaded:
+		if current == unit.StateLaunched {
+			return access.Stop
+		}
+		return access.Load
+	case unit.StateInactive:
+		return access.Unload
+	}
+	return access.Start
+}
+
+// setDesiredState changes only the desired state of an existing unit,
+// whose desired state is current.
+func (s *server) setDesiredState(w http.ResponseWriter, r *http.Request, name string, current, desired unit.FleetState) {
 	if desired == "" {
 		writeError(w, http.StatusConflict, "must provide DesiredState to update existing unit")
+		return
+	}
+	if !s.allow(w, r, access.Request{Action: desiredAction(desired, current), Unit: name}) {
 		return
 	}
 	if err := checkActivatable(name, desired); err != nil {

@@ -1,6 +1,7 @@
 package fleetctl
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"strings"
@@ -35,6 +36,19 @@ func (l *listFlags) register(fs *pflag.FlagSet, defaultFields string, valid []st
 	_ = fs.MarkHidden("l") // the flag was declared on the line above
 }
 
+// machinesFor fetches the live machines when fields show any of keys (a
+// machine column, which shows the machine's IP); nil otherwise.
+func machinesFor(ctx context.Context, client API, fields []string, keys ...string) ([]*api.Machine, error) {
+	if !slices.ContainsFunc(fields, func(f string) bool { return slices.Contains(keys, f) }) {
+		return nil, nil
+	}
+	machines, err := client.Machines(ctx)
+	if err != nil {
+		return nil, failf("Error retrieving list of active machines: %w", err)
+	}
+	return machines, nil
+}
+
 // noArgs rejects positional arguments.
 func noArgs(cmd *cobra.Command, args []string) error {
 	if len(args) > 0 {
@@ -51,9 +65,12 @@ func (c *cli) newListUnitsCommand() *cobra.Command {
 		Long: `List the state systemd reports for units on the machines of the cluster,
 one row per unit and machine, sorted by unit name then machine ID.
 
+The reason field says why a machine could not apply a unit's last change
+(e.g. systemd refused to start it); the machine retries with backoff.
+
 With -o json or -o yaml, a list of the API's unit states (name, hash,
-machineID, systemdLoadState, systemdActiveState, systemdSubState) in the
-same order.`,
+machineID, systemdLoadState, systemdActiveState, systemdSubState, reason)
+in the same order.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			fields, err := parseFields(lf.fields, unitStateFields)
@@ -69,11 +86,9 @@ same order.`,
 			if err != nil {
 				return failf("Error retrieving list of units from repository: %w", err)
 			}
-			var machines []*api.Machine
-			if slices.Contains(fields, "machine") {
-				if machines, err = client.Machines(ctx); err != nil {
-					return failf("Error retrieving list of active machines: %w", err)
-				}
+			machines, err := machinesFor(ctx, client, fields, "machine")
+			if err != nil {
+				return err
 			}
 			if lf.output != outputText {
 				return writeStructured(cmd.OutOrStdout(), lf.output, sortedStates(states))
@@ -116,11 +131,9 @@ description added, in the same order.`,
 			if err != nil {
 				return failf("Error retrieving list of units from repository: %w", err)
 			}
-			var machines []*api.Machine
-			if slices.Contains(fields, "target") || slices.Contains(fields, "tmachine") {
-				if machines, err = client.Machines(ctx); err != nil {
-					return failf("Error retrieving list of active machines: %w", err)
-				}
+			machines, err := machinesFor(ctx, client, fields, "target", "tmachine")
+			if err != nil {
+				return err
 			}
 			if lf.output != outputText {
 				return writeStructured(cmd.OutOrStdout(), lf.output, unitFileDocs(units))

@@ -176,6 +176,9 @@ func (c *cli) rootCommand() *cobra.Command {
 		newVerifyCommand(),
 		newCompletionCommand(),
 		newVersionCommand(c.deps.Version),
+		c.newACLCommand(),
+		c.newWhoAmICommand(),
+		c.newAuditCommand(),
 	)
 	root.SetGlobalNormalizationFunc(normalizeFlagName)
 	addPrefixAliases(append(root.Commands(), help))
@@ -340,6 +343,10 @@ func tlsConfig(readFile func(string) ([]byte, error), keyFile, certFile, caFile 
 			return nil, fmt.Errorf("load client certificate: %w", err)
 		}
 		conf.Certificates = []tls.Certificate{cert}
+		// Sent whatever CAs the server names: a certificate the server does
+		// not trust fails the handshake with a clear error, rather than the
+		// caller going on anonymously.
+		conf.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &cert, nil }
 	}
 	if caFile != "" {
 		caPEM, err := readFile(caFile)

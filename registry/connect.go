@@ -80,5 +80,6 @@ func Connect(cfg ConnectConfig) (*Etcd, error) {
 	}
 	r := FromClient(cli, cfg.Prefix, cfg.Logger)
 	r.owned = true
+	r.tls, r.endpoints = cc.TLS, cfg.Endpoints
 	return r, nil
 }

@@ -2,6 +2,7 @@ package registry
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -32,6 +33,10 @@ type Etcd struct {
 	keys  keys
 	log   *slog.Logger
 	owned bool // Close closes cli (Connect made it)
+	// tls and endpoints, when Connect made cli with TLS, let explain say
+	// why etcd refuses this client.
+	tls       *tls.Config
+	endpoints []string
 }
 
 // FromClient returns a registry storing under prefix ("" = DefaultPrefix)

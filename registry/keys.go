@@ -8,7 +8,11 @@ const DefaultPrefix = "/_coreos.com/fleet/"
 
 // Key layout under the prefix P:
 //
+//	P acl/<digest>                 a grant: role, subject, units glob                 (API)
 //	P agent-states/<unit>/<machine> systemd state of a unit on a machine; on the machine lease (agent)
+//	P audit/<nanos>-<random>       one audit trail entry, oldest first                 (API)
+//	P bridge/<machine>/ask/<id>    a request relayed to a machine; on its exchange's lease (see relay.go)
+//	P bridge/<machine>/ans/<id>/<n> chunk n of the answer to a machine's request; same lease
 //	P engine/leader/<lease>        election (concurrency.Election)                     (engines)
 //	P machines/<machine>           presence: ID, IP, metadata, version; on the machine lease (agent)
 //	P metadata/<machine>/<key>     dynamic metadata set through the API                (API)
@@ -20,7 +24,8 @@ const DefaultPrefix = "/_coreos.com/fleet/"
 // Everything from machines/ to the end of the prefix is what the engine
 // needs, and nothing else sorts there: the engine follows the cluster with a
 // single watch on that range, so each revision arrives whole and in order.
-// Agent states, which change most often, sort before it and are not watched.
+// Agent states, which change most often, grants, the audit trail and the
+// bridge sort before it and are not watched.
 type keys struct{ prefix string }
 
 func newKeys(prefix string) keys {
@@ -52,6 +57,8 @@ func (k keys) metadata() string                  { return k.prefix + "metadata/"
 func (k keys) machineMetadata(id string) string  { return k.metadata() + id + "/" }
 func (k keys) metadataKey(id, key string) string { return k.machineMetadata(id) + key }
 func (k keys) election() string                  { return k.prefix + "engine/leader" }
+func (k keys) acl() string                       { return k.prefix + "acl/" }
+func (k keys) audit() string                     { return k.prefix + "audit/" }
 
 // split2 splits "a/b" into a and b; ok is false unless there is exactly one '/'.
 func split2(s string) (a, b string, ok bool) {

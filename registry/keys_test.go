@@ -1,6 +1,11 @@
 package registry
 
-import "testing"
+import (
+	"testing"
+	"time"
+
+	"github.com/fleet-next/fleet/access"
+)
 
 // The engine follows [engineRange, end of prefix) with one watch: exactly
 // its inputs must sort there, and agent states must not.
@@ -20,6 +25,10 @@ func TestEngineRangeHoldsExactlyTheEngineInputs(t *testing.T) {
 		{"dynamic metadata", k.metadataKey("m1", "region"), true},
 		{"agent state", k.state("a.service", "m1"), false},
 		{"election", k.election() + "/694d7f", false},
+		{"grant", k.grant(access.Grant{Role: access.Admin, Subject: "user:alice"}), false},
+		{"audit entry", k.auditKey(time.Now()), false},
+		{"relayed request", k.relayAsk("m1", "0a1b"), false},
+		{"relayed answer", k.relayChunk("m1", "0a1b", 3), false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -36,7 +36,17 @@ type LeaseID int64
 // same instance and its lease is still alive, Register adopts that lease, so
 // the machine and its unit states stay in place without a gap. If another
 // instance holds the ID, it returns *DuplicateMachineError.
+// When etcd cannot be reached because it refuses this client's TLS, the
+// error says so (see explain): it is what readiness reports.
 func (r *Etcd) Register(ctx context.Context, m unit.Machine, instance string, ttl time.Duration) (LeaseID, error) {
+	lease, err := r.register(ctx, m, instance, ttl)
+	if err != nil {
+		return 0, r.explain(ctx, err)
+	}
+	return lease, nil
+}
+
+func (r *Etcd) register(ctx context.Context, m unit.Machine, instance string, ttl time.Duration) (LeaseID, error) {
 	key := r.keys.machine(m.ID)
 	val, err := encodeMachine(m, instance)
 	if err != nil {

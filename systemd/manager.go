@@ -276,9 +276,10 @@ func (d dialer) dial(ctx context.Context, opts ...dbus.ConnOption) (*dbus.Conn, 
 	return conn, nil
 }
 
-// unstickAttempts and unstickWait bound how long unstick waits for one Ping.
+// unstickAttempts and unstickWait bound how long unstick waits for a Ping
+// to be answered: 5 s in all, which a manager on a busy host needs.
 const (
-	unstickAttempts = 10
+	unstickAttempts = 50
 	unstickWait     = 100 * time.Millisecond
 )
 

@@ -6,15 +6,66 @@ import (
 	"io/fs"
 	"net"
 	"os"
+	"os/user"
 	"path/filepath"
+	"strconv"
 	"syscall"
 	"time"
 )
 
-// socketMode is the mode of the unix sockets fleetd creates for
-// api_listen, whatever the umask: read and write (connect) for the owner
-// and the group, nothing for others.
+// socketMode is the default mode of the unix sockets fleetd creates for
+// api_listen (api_socket_mode), whatever the umask: read and write
+// (connect) for the owner and the group, nothing for others.
 const socketMode fs.FileMode = 0o660
+
+// socketPerm is the mode and group of the API sockets fleetd creates.
+type socketPerm struct {
+	mode fs.FileMode
+	// group is api_socket_group: a group name or number; "" is root's
+	// group, set only when fleetd runs as root.
+	group string
+}
+
+var defaultSocketPerm = socketPerm{mode: socketMode}
+
+// gid resolves the socket's group: -1 leaves the creator's group.
+func (p socketPerm) gid() (int, error) {
+	if p.group == "" {
+		if os.Geteuid() != 0 {
+			return -1, nil
+		}
+		return 0, nil
+	}
+	if n, err := strconv.Atoi(p.group); err == nil && n >= 0 {
+		return n, nil
+	}
+	g, err := user.LookupGroup(p.group)
+	if err != nil {
+		return -1, fmt.Errorf("api_socket_group %q: %w", p.group, err)
+	}
+	n, err := strconv.Atoi(g.Gid)
+	if err != nil {
+		return -1, fmt.Errorf("api_socket_group %q: gid %q: %w", p.group, g.Gid, err)
+	}
+	return n, nil
+}
+
+// apply sets the socket file's group and mode.
+func (p socketPerm) apply(path, listen string) error {
+	gid, err := p.gid()
+	if err != nil {
+		return err
+	}
+	if gid >= 0 {
+		if err := os.Chown(path, -1, gid); err != nil {
+			return fmt.Errorf("api_listen %s: set the socket's group: %w", listen, err)
+		}
+	}
+	if err := os.Chmod(path, p.mode); err != nil {
+		return fmt.Errorf("api_listen %s: set the socket's mode: %w", listen, err)
+	}
+	return nil
+}
 
 // maxSocketPath is the longest path a unix socket address holds (108
 // bytes of sun_path on Linux, one of them the terminating NUL).
@@ -23,10 +74,10 @@ const maxSocketPath = 107
 // listenUnix opens the API socket at path. It never removes anything but
 // a stale socket: a file of another kind at path, or a socket another
 // process answers on (another fleetd), makes it fail. The socket is
-// created with socketMode in a private directory next to path and linked
+// created with perm's mode and group in a private directory next to path and linked
 // into place, so that it is never reachable with a wider mode, and a
 // socket created at path meanwhile is not replaced.
-func listenUnix(path string) (net.Listener, error) {
+func listenUnix(path string, perm socketPerm) (net.Listener, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fmt.Errorf("create API socket dir: %w", err)
 	}
@@ -40,16 +91,16 @@ func listenUnix(path string) (net.Listener, error) {
 	defer os.RemoveAll(tmpDir)
 	tmp := filepath.Join(tmpDir, "s")
 	if len(tmp) > maxSocketPath {
-		return listenUnixInPlace(path)
+		return listenUnixInPlace(path, perm)
 	}
 	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: tmp, Net: "unix"})
 	if err != nil {
 		return nil, fmt.Errorf("listen on unix://%s: %w", path, err)
 	}
 	ln.SetUnlinkOnClose(false)
-	if err := os.Chmod(tmp, socketMode); err != nil {
+	if err := perm.apply(tmp, path); err != nil {
 		_ = ln.Close()
-		return nil, fmt.Errorf("api_listen %s: set the socket's mode: %w", path, err)
+		return nil, err
 	}
 	if err := os.Link(tmp, path); err != nil {
 		_ = ln.Close()
@@ -69,14 +120,14 @@ func listenUnix(path string) (net.Listener, error) {
 // listenUnixInPlace binds path itself, for a path too long for the
 // private directory's name: the socket has the umask's mode until the
 // chmod right after.
-func listenUnixInPlace(path string) (net.Listener, error) {
+func listenUnixInPlace(path string, perm socketPerm) (net.Listener, error) {
 	ln, err := net.Listen("unix", path)
 	if err != nil {
 		return nil, fmt.Errorf("listen on unix://%s: %w", path, err)
 	}
-	if err := os.Chmod(path, socketMode); err != nil {
+	if err := perm.apply(path, path); err != nil {
 		_ = ln.Close()
-		return nil, fmt.Errorf("api_listen %s: set the socket's mode: %w", path, err)
+		return nil, err
 	}
 	return ln, nil
 }

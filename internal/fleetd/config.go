@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"maps"
 	"net/url"
 	"os"
@@ -37,8 +38,19 @@ type Config struct {
 	Verbosity          int
 	MachineID          string // "" = /etc/machine-id
 	APIListen          []string
+	// APIAllowedHosts are names (besides the listeners' addresses,
+	// localhost and the host name) that TCP listeners accept in the Host
+	// header, e.g. a load balancer's or a DNS alias.
+	APIAllowedHosts    []string
 	DataDir            string
 	ShutdownPurge      bool
+	APITLSCertFile     string // "" = tcp:// listeners are plain HTTP
+	APITLSKeyFile      string
+	APITLSClientCAFile string      // "" = no client certificates
+	APISocketMode      fs.FileMode // of the unix sockets fleetd creates
+	APISocketGroup     string      // "" = root's group
+	AuditRetention     time.Duration
+	AuditMaxEntries    int
 }
 
 // DefaultConfig returns fleet's defaults.
@@ -54,6 +66,9 @@ func DefaultConfig() Config {
 		APIListen:          []string{"unix:///var/run/fleet.sock"},
 		DataDir:            "/var/lib/fleet",
 		ShutdownPurge:      true,
+		APISocketMode:      socketMode,
+		AuditRetention:     30 * 24 * time.Hour,
+		AuditMaxEntries:    10000,
 	}
 }
 
@@ -140,8 +155,16 @@ var configKeys = []configKey{
 	field("verbosity", func(c *Config) *int { return &c.Verbosity }, parseInt),
 	field("machine_id", func(c *Config) *string { return &c.MachineID }, parseString),
 	field("api_listen", func(c *Config) *[]string { return &c.APIListen }, parseList),
+	field("api_allowed_hosts", func(c *Config) *[]string { return &c.APIAllowedHosts }, parseList),
 	field("data_dir", func(c *Config) *string { return &c.DataDir }, parseString),
 	field("shutdown_purge", func(c *Config) *bool { return &c.ShutdownPurge }, parseBool),
+	field("api_tls_cert_file", func(c *Config) *string { return &c.APITLSCertFile }, parseString),
+	field("api_tls_key_file", func(c *Config) *string { return &c.APITLSKeyFile }, parseString),
+	field("api_tls_client_ca_file", func(c *Config) *string { return &c.APITLSClientCAFile }, parseString),
+	field("api_socket_mode", func(c *Config) *fs.FileMode { return &c.APISocketMode }, parseMode),
+	field("api_socket_group", func(c *Config) *string { return &c.APISocketGroup }, parseTrimmed),
+	field("audit_retention", func(c *Config) *time.Duration { return &c.AuditRetention }, parseDuration),
+	field("audit_max_entries", func(c *Config) *int { return &c.AuditMaxEntries }, parseInt),
 	ignoredKey("disable_watches", parseBool, "watches are per machine and cheap; there is nothing to disable"),
 	ignoredKey("enable_grpc", parseBool, "agents never talk to the engine directly"),
 	ignoredKey("verify_units", parseString, "unit signing is not supported"),
@@ -285,6 +308,18 @@ func (c Config) Validate() error {
 	if c.DataDir != "" && !filepath.IsAbs(c.DataDir) {
 		return bad("data_dir", "must be an absolute path")
 	}
+	if (c.APITLSKeyFile == "") != (c.APITLSCertFile == "") {
+		return bad("api_tls_key_file", "api_tls_key_file and api_tls_cert_file go together")
+	}
+	if c.APITLSClientCAFile != "" && c.APITLSCertFile == "" {
+		return bad("api_tls_client_ca_file", "needs api_tls_cert_file and api_tls_key_file: client certificates are verified over TLS")
+	}
+	if c.AuditRetention <= 0 {
+		return bad("audit_retention", "must be positive, got %s", c.AuditRetention)
+	}
+	if c.AuditMaxEntries < 1 {
+		return bad("audit_max_entries", "must be at least 1, got %d", c.AuditMaxEntries)
+	}
 	if c.MachineID != "" && strings.ContainsAny(c.MachineID, "/ \t\n") {
 		return bad("machine_id", "must not contain '/' or white space")
 	}
@@ -405,6 +440,18 @@ func parseSeconds(v string) (time.Duration, error) {
 		return time.Duration(f * float64(time.Second)), nil
 	}
 	return parseDuration(v)
+}
+
+// parseTrimmed is the value without surrounding white space.
+func parseTrimmed(v string) (string, error) { return strings.TrimSpace(v), nil }
+
+// parseMode parses an octal file mode such as 0660 (permission bits only).
+func parseMode(v string) (fs.FileMode, error) {
+	n, err := strconv.ParseUint(strings.TrimSpace(v), 8, 32)
+	if err != nil || n > 0o777 {
+		return 0, fmt.Errorf("%q is not an octal mode such as 0660", v)
+	}
+	return fs.FileMode(n), nil
 }
 
 func parseDuration(v string) (time.Duration, error) {

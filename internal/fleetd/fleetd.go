@@ -9,12 +9,14 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/fleet-next/fleet/access"
 	"github.com/fleet-next/fleet/agent"
 	"github.com/fleet-next/fleet/agent/agentstore"
 	"github.com/fleet-next/fleet/api"
@@ -92,6 +94,7 @@ type node struct {
 	pres      *presence.Presence
 	agent     *agent.Agent
 	listeners []apiListener
+	api       http.Handler // as the listeners serve it
 	notify    notifier
 	ready     chan struct{} // closed once the machine first registered
 }
@@ -180,7 +183,12 @@ func (d *node) start(ctx context.Context) error {
 	// The API's sockets first, so that clients queue (rather than being
 	// refused) while fleetd starts; served below, answering 503 until the
 	// machine registers.
-	listeners, activated, err := openAPIListeners(cfg.APIListen, opts.APIListenSet, log)
+	tlsConf, err := apiTLSConfig(*cfg)
+	if err != nil {
+		return err
+	}
+	listeners, activated, err := openAPIListeners(cfg.APIListen, opts.APIListenSet,
+		socketPerm{mode: cfg.APISocketMode, group: cfg.APISocketGroup}, log)
 	if err != nil {
 		return err
 	}
@@ -190,7 +198,7 @@ func (d *node) start(ctx context.Context) error {
 	d.pres = presence.New(d.reg, presence.Config{
 		Machine: unit.Machine{ID: machineID, PublicIP: cfg.PublicIP, Metadata: cfg.Metadata, Version: opts.Version,
 			// Other machines forward unit status and journal requests here.
-			APIURL: publishedAPIURL(apiAddrs(listeners), cfg.PublicIP)},
+			APIURL: publishedURL(apiAddrs(listeners), cfg.PublicIP, tlsConf != nil)},
 		Instance: instance, TTL: cfg.AgentTTL, Logger: log.With("component", "presence"),
 		OnLease: func(registry.LeaseID) {
 			d.agent.Republish()
@@ -202,8 +210,11 @@ func (d *node) start(ctx context.Context) error {
 
 	handler := api.NewHandler(d.reg, api.Options{Version: opts.Version, TokenLimit: cfg.TokenLimit,
 		Logger: log.With("component", "api"), Ready: d.readyWait, Healthy: d.agent.Healthy,
-		Metrics: d.metrics.Handler(), MachineID: machineID, Local: localunits.New(machineID, sd), Stopping: ctx.Done()})
-	servers := serveAPI(listeners, activated, d.metrics.API(handler), log)
+		Metrics: d.metrics.Handler(), MachineID: machineID, Local: localunits.New(machineID, sd),
+		Relay: storeRelay{reg: d.reg, machineID: machineID}, Stopping: ctx.Done(),
+		Access: accessStore{Etcd: d.reg, lim: registry.AuditLimits{Retention: cfg.AuditRetention, MaxEntries: cfg.AuditMaxEntries}}})
+	d.api = d.metrics.API(handler)
+	servers := serveAPI(listeners, activated, d.api, cfg.APIAllowedHosts, tlsConf, log)
 	d.cleanups = append(d.cleanups, func() {
 		sctx, cancel := stopCtx(ctx)
 		defer cancel()
@@ -212,6 +223,27 @@ func (d *node) start(ctx context.Context) error {
 		}
 	})
 	return nil
+}
+
+// accessStore is the registry as the API's access store, its audit trail
+// bounded by lim.
+type accessStore struct {
+	*registry.Etcd
+	lim registry.AuditLimits
+}
+
+func (s accessStore) AppendAudit(ctx context.Context, e access.Entry) error {
+	return s.Etcd.AppendAudit(ctx, e, s.lim)
+}
+
+// publishedURL is publishedAPIURL, with https when the TCP listeners
+// serve TLS.
+func publishedURL(addrs []net.Addr, publicIP string, tls bool) string {
+	u := publishedAPIURL(addrs, publicIP)
+	if tls {
+		u = strings.Replace(u, "http://", "https://", 1)
+	}
+	return u
 }
 
 // readyWait is the API's readiness: nil while the machine is registered.
@@ -251,6 +283,9 @@ func (d *node) supervise(ctx context.Context) error {
 	}
 	run("presence", d.pres.Run)
 	run("agent", d.agent.Run)
+	// Status and journal requests other machines relay here (see storeRelay).
+	serve := serveRelayed(d.api, log.With("component", "bridge"))
+	run("bridge", func(ctx context.Context) error { return d.reg.ServeRelay(ctx, d.machineID, serve) })
 	if !cfg.DisableEngine {
 		eng := engine.New(enginestore.Store{Reg: d.reg, Leases: d.pres}, engine.Config{
 			MachineID: d.machineID, ReconcileInterval: cfg.EngineReconcile, LossGrace: cfg.AgentTTL / 2,
@@ -397,12 +432,8 @@ func resolveMachineID(cfg Config, dev bool) (string, error) {
 	if !dev {
 		return "", fmt.Errorf("unable to determine local machine ID: set machine_id or provide /etc/machine-id")
 	}
-	p := filepath.Join(cfg.DataDir, "machine-id")
-	if b, err := os.ReadFile(p); err == nil && len(strings.TrimSpace(string(b))) > 0 {
-		return strings.TrimSpace(string(b)), nil
-	}
-	id := randomHex(16)
-	if err := os.WriteFile(p, []byte(id+"\n"), 0o600); err != nil {
+	id, err := storedToken(filepath.Join(cfg.DataDir, "machine-id"))
+	if err != nil {
 		return "", fmt.Errorf("store machine ID: %w", err)
 	}
 	return id, nil
@@ -411,13 +442,22 @@ func resolveMachineID(cfg Config, dev bool) (string, error) {
 // instanceToken identifies this installation across restarts (it lives in
 // data_dir), so a restarted fleetd can take over its own registration.
 func instanceToken(dataDir string) (string, error) {
-	p := filepath.Join(dataDir, "instance")
+	tok, err := storedToken(filepath.Join(dataDir, "instance"))
+	if err != nil {
+		return "", fmt.Errorf("store instance token: %w", err)
+	}
+	return tok, nil
+}
+
+// storedToken returns the token kept in the file p, first writing a new
+// random one there if p holds none.
+func storedToken(p string) (string, error) {
 	if b, err := os.ReadFile(p); err == nil && len(strings.TrimSpace(string(b))) > 0 {
 		return strings.TrimSpace(string(b)), nil
 	}
 	tok := randomHex(16)
 	if err := os.WriteFile(p, []byte(tok+"\n"), 0o600); err != nil {
-		return "", fmt.Errorf("store instance token: %w", err)
+		return "", err
 	}
 	return tok, nil
 }

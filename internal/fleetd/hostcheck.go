@@ -23,16 +23,21 @@ import (
 //   - "localhost" and names under ".localhost", on a loopback or wildcard
 //     listener;
 //   - this machine's host name (os.Hostname, with or without its
-//     domain), on a non-loopback listener.
+//     domain), on a non-loopback listener;
+//   - the names configured in api_allowed_hosts (a load balancer's, a DNS
+//     alias).
 //
-// Other names, a load balancer's included, must be replaced by an IP
-// address in clients' endpoints.
-func checkHost(addr *net.TCPAddr, hostname string, h http.Handler) http.Handler {
+// Other names must be replaced by an IP address in clients' endpoints.
+func checkHost(addr *net.TCPAddr, hostname string, extra []string, h http.Handler) http.Handler {
 	ip, _ := netip.AddrFromSlice(addr.IP)
 	ip = ip.Unmap()
 	hostname = strings.ToLower(strings.TrimSuffix(hostname, "."))
+	allowed := make(map[string]bool, len(extra))
+	for _, n := range extra {
+		allowed[strings.ToLower(strings.TrimSuffix(n, "."))] = true
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if allowedHost(r.Host, ip, hostname) {
+		if allowedHost(r.Host, ip, hostname) || allowed[hostName(r.Host)] {
 			h.ServeHTTP(w, r)
 			return
 		}
@@ -43,6 +48,15 @@ func checkHost(addr *net.TCPAddr, hostname string, h http.Handler) http.Handler 
 		w.WriteHeader(http.StatusForbidden)
 		_, _ = w.Write(append(body, '\n')) // a failed write means the client is gone
 	})
+}
+
+// hostName is the lower-case name in a Host header, without port or
+// trailing dot.
+func hostName(host string) string {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	return strings.ToLower(strings.TrimSuffix(host, "."))
 }
 
 // allowedHost applies checkHost's rules to the Host header host of a

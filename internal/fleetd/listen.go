@@ -2,6 +2,7 @@ package fleetd
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -99,7 +100,7 @@ func activatedListeners(log *slog.Logger) ([]apiListener, error) {
 
 // openAPIListeners opens the API's sockets by the rule above. The first
 // activated of them are the activated sockets.
-func openAPIListeners(apiListen []string, explicit bool, log *slog.Logger) (lns []apiListener, activated int, err error) {
+func openAPIListeners(apiListen []string, explicit bool, perm socketPerm, log *slog.Logger) (lns []apiListener, activated int, err error) {
 	lns, err = activatedListeners(log)
 	if err != nil {
 		return nil, 0, err
@@ -110,7 +111,7 @@ func openAPIListeners(apiListen []string, explicit bool, log *slog.Logger) (lns 
 	}
 	activated = len(lns)
 	for _, l := range toOpen(apiListen, explicit, addrs, canonListen) {
-		ln, err := listen(l)
+		ln, err := listenPerm(l, perm)
 		if err != nil {
 			for _, o := range lns {
 				_ = o.ln.Close()
@@ -122,13 +123,16 @@ func openAPIListeners(apiListen []string, explicit bool, log *slog.Logger) (lns 
 	return lns, activated, nil
 }
 
-func listen(l string) (net.Listener, error) {
+func listen(l string) (net.Listener, error) { return listenPerm(l, defaultSocketPerm) }
+
+// listenPerm opens l; a unix socket gets perm's mode and group.
+func listenPerm(l string, perm socketPerm) (net.Listener, error) {
 	network, addr, err := ParseListen(l)
 	if err != nil {
 		return nil, err
 	}
 	if network == "unix" {
-		return listenUnix(addr)
+		return listenUnix(addr, perm)
 	}
 	ln, err := net.Listen(network, addr)
 	if err != nil {
@@ -157,12 +161,15 @@ var apiLimits = serverLimits{
 }
 
 // newAPIServer returns the server of one listener: h under lim, behind
-// the Host check on a TCP listener.
-func newAPIServer(ln net.Listener, h http.Handler, lim serverLimits, hostname string) *http.Server {
+// the Host check on a TCP listener, with the caller's identity attached
+// to every request (see identity.go).
+func newAPIServer(ln net.Listener, h http.Handler, lim serverLimits, hostname string, allowed []string) *http.Server {
+	h = identify(h)
 	if ta, ok := ln.Addr().(*net.TCPAddr); ok {
-		h = checkHost(ta, hostname, h)
+		h = checkHost(ta, hostname, allowed, h)
 	}
 	return &http.Server{
+		ConnContext:       connContext(ln.Addr().String()),
 		Handler:           h,
 		ReadHeaderTimeout: lim.readHeader,
 		ReadTimeout:       lim.read,
@@ -173,17 +180,22 @@ func newAPIServer(ln net.Listener, h http.Handler, lim serverLimits, hostname st
 }
 
 // serveAPI serves h on lns until the returned servers are shut down.
-func serveAPI(lns []apiListener, activatedCount int, h http.Handler, log *slog.Logger) []*http.Server {
+// With tlsConf, every TCP listener serves TLS only.
+func serveAPI(lns []apiListener, activatedCount int, h http.Handler, allowed []string, tlsConf *tls.Config, log *slog.Logger) []*http.Server {
 	hostname, err := os.Hostname()
 	if err != nil {
 		log.Warn("the host name is unknown; TCP listeners accept IP addresses and localhost only", "err", err)
 	}
 	servers := make([]*http.Server, 0, len(lns))
 	for i, l := range lns {
-		srv := newAPIServer(l.ln, h, apiLimits, hostname)
+		srv := newAPIServer(l.ln, h, apiLimits, hostname, allowed)
 		servers = append(servers, srv)
+		ln := l.ln
+		if _, isTCP := ln.Addr().(*net.TCPAddr); isTCP && tlsConf != nil {
+			ln = tls.NewListener(ln, tlsConf)
+		}
 		go func() {
-			if err := srv.Serve(l.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				log.Error("API listener failed", "listen", l.addr, "err", err)
 			}
 		}()

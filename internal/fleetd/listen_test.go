@@ -422,7 +422,7 @@ func startServer(t *testing.T, l string) net.Addr {
 		}
 		_, _ = io.WriteString(w, "ok")
 	})
-	srv := newAPIServer(ln, h, testLimits, "node1")
+	srv := newAPIServer(ln, h, testLimits, "node1", []string{"fleet.example.com"})
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(func() { _ = srv.Close() })
 	return ln.Addr()
@@ -502,7 +502,8 @@ func TestAPIServerChecksHostOnTCPOnly(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, string(b)
 	}
-	for _, host := range []string{"127.0.0.1:" + strconv.Itoa(port), "localhost:" + strconv.Itoa(port), "127.0.0.1"} {
+	for _, host := range []string{"127.0.0.1:" + strconv.Itoa(port), "localhost:" + strconv.Itoa(port), "127.0.0.1",
+		"fleet.example.com:" + strconv.Itoa(port), "FLEET.example.com."} { // the last two from api_allowed_hosts
 		if code, body := get(t, "tcp", tcp.String(), host); code != http.StatusOK {
 			t.Errorf("Host %s: %d %s, want 200", host, code, body)
 		}
@@ -527,7 +528,7 @@ func TestServeAPILogsTheBoundAddress(t *testing.T) {
 	}
 	var buf bytes.Buffer
 	log := slog.New(slog.NewTextHandler(&buf, nil))
-	servers := serveAPI([]apiListener{{ln: ln, addr: "tcp://127.0.0.1:0"}}, 0, http.NotFoundHandler(), log)
+	servers := serveAPI([]apiListener{{ln: ln, addr: "tcp://127.0.0.1:0"}}, 0, http.NotFoundHandler(), nil, nil, log)
 	for _, s := range servers {
 		defer s.Close()
 	}

@@ -71,6 +71,8 @@ func TestConfigDiffCoversEveryField(t *testing.T) {
 				v.SetBool(!v.Bool())
 			case reflect.Int, reflect.Int64:
 				v.SetInt(v.Int() + 7)
+			case reflect.Uint32: // a file mode
+				v.SetUint(v.Uint() ^ 0o7)
 			case reflect.Slice:
 				v.Set(reflect.ValueOf([]string{"changed"}))
 			case reflect.Map:

@@ -78,3 +78,8 @@ func serial() *big.Int {
 	n, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
 	return n
 }
+
+// GenerateTLS writes a fresh CA and a certificate signed by it into dir,
+// as a Private member makes its own: for tests that need a CA or a client
+// certificate of another cluster.
+func GenerateTLS(dir string) (TLSFiles, error) { return makeTLS(dir) }

@@ -52,6 +52,17 @@ type Options struct {
 	Metadata func(i int) string
 	// Env adds FLEET_* settings to every host.
 	Env []string
+	// UnixOnly makes every host's API listen on its unix socket only (no
+	// tcp:// listener, no published API URL).
+	UnixOnly bool
+	// EtcdTLS makes etcd serve TLS only and require client certificates
+	// (etcdembed's Private member); hosts get etcd_cafile, etcd_certfile
+	// and etcd_keyfile. In-process etcd only.
+	EtcdTLS bool
+	// EtcdAuth turns on etcd's user/password authentication; hosts get
+	// etcd_username and etcd_password (EtcdUser, EtcdPassword).
+	// In-process etcd only.
+	EtcdAuth bool
 	// EtcdProcess runs etcd as a separate process (see FreezeEtcd) instead
 	// of in the test process: one member with short raft ticks.
 	EtcdProcess bool
@@ -81,6 +92,7 @@ type Cluster struct {
 	bins    string
 	opts    Options
 	etcdDir string // the members' working directory
+	sec     etcdSecurity
 }
 
 // Host is one simulated machine.
@@ -304,7 +316,7 @@ func (c *Cluster) newHost(i int) *Host {
 			t.Errorf("host %d: stop systemd: %v", i, err)
 		}
 	})
-	targets := []string{strings.TrimPrefix(c.Endpoint, "http://")}
+	targets := []string{c.etcdHostPort()}
 	if len(c.Members) > 0 {
 		targets = targets[:0]
 		for _, m := range c.Members {
@@ -318,6 +330,10 @@ func (c *Cluster) newHost(i int) *Host {
 	t.Cleanup(proxies.Close)
 	h.Proxy = proxies
 	h.Endpoint = "unix://" + h.Socket
+	listen := h.Endpoint + ",tcp://127.0.0.1:0" // TCP too: an API URL to publish
+	if c.opts.UnixOnly {
+		listen = h.Endpoint
+	}
 	md := fmt.Sprintf("host=%d", i)
 	if c.opts.Metadata != nil {
 		md = c.opts.Metadata(i)
@@ -327,15 +343,14 @@ func (c *Cluster) newHost(i int) *Host {
 		"FLEET_MACHINE_ID="+h.MachineID,
 		"FLEET_PUBLIC_IP="+h.IP,
 		"FLEET_METADATA="+md,
-		"FLEET_ETCD_SERVERS="+strings.Join(proxies.URLs(), ","),
-		// TCP too: other hosts forward unit status and journal requests there.
-		"FLEET_API_LISTEN="+h.Endpoint+",tcp://127.0.0.1:0",
+		"FLEET_API_LISTEN="+listen,
 		"FLEET_DATA_DIR="+filepath.Join(dir, "data"),
 		"FLEET_AGENT_TTL="+c.opts.AgentTTL.String(),
 		"FLEET_ENGINE_RECONCILE_INTERVAL=0.5",
 		"FLEET_VERBOSITY=1",
 		"PATH="+os.Getenv("PATH"),
 	)
+	h.env = append(h.env, c.etcdEnv(proxies)...)
 	h.env = append(h.env, c.opts.Env...)
 	t.Cleanup(func() {
 		h.Kill()
@@ -575,11 +590,7 @@ func (h *Host) FleetctlCtx(ctx context.Context, args ...string) (Result, error) 
 // Registry returns a registry client on etcd that no fault cuts off (on
 // every member when etcd runs as processes), closed at cleanup.
 func (c *Cluster) Registry() *registry.Etcd {
-	eps := c.Endpoints
-	if len(eps) == 0 {
-		eps = []string{c.Endpoint}
-	}
-	reg, err := registry.Connect(registry.ConnectConfig{Endpoints: eps, DialTimeout: 5 * time.Second})
+	reg, err := registry.Connect(c.connectConfig())
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -590,13 +601,14 @@ func (c *Cluster) Registry() *registry.Etcd {
 func (c *Cluster) startEmbeddedEtcd() {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	e, err := etcdembed.Start(ctx, etcdembed.Options{Dir: c.t.TempDir(), Fast: true})
+	e, err := etcdembed.Start(ctx, etcdembed.Options{Dir: c.t.TempDir(), Fast: true, Private: c.opts.EtcdTLS})
 	if err != nil {
 		c.t.Fatalf("start etcd: %v", err)
 	}
 	c.t.Cleanup(e.Close) // first registered, so it runs after every client's cleanup
 	c.Endpoint = e.Endpoint()
 	c.Endpoints = []string{c.Endpoint}
+	c.secure(e)
 }
 
 // WaitMachines waits until n machines are registered.

@@ -161,13 +161,14 @@ func (s *ProxySet) IsCut() bool {
 	return len(s.proxies) > 0 && s.proxies[0].IsCut()
 }
 
-// URLs are the client URLs a host uses, one per member, in member order.
-func (s *ProxySet) URLs() []string {
-	urls := make([]string, len(s.proxies))
+// Addrs are the proxies' listen addresses (host:port), one per member, in
+// member order.
+func (s *ProxySet) Addrs() []string {
+	addrs := make([]string, len(s.proxies))
 	for i, p := range s.proxies {
-		urls[i] = "http://" + p.Addr()
+		addrs[i] = p.Addr()
 	}
-	return urls
+	return addrs
 }
 
 // Close stops every proxy. Idempotent.
