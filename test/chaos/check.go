@@ -48,10 +48,11 @@ type hostObs struct {
 	states   map[string]unit.SystemdState
 }
 
-// running reports whether systemd runs (or is starting or stopping) it.
+// running reports whether systemd runs the unit or is starting it. A unit
+// being stopped (deactivating) is not counted: its copy is on its way out.
 func running(s unit.SystemdState) bool {
 	switch s.ActiveState {
-	case "active", "activating", "reloading", "deactivating":
+	case "active", "activating", "reloading":
 		return true
 	}
 	return false
