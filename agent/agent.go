@@ -29,6 +29,9 @@ type StatePublisher interface {
 	// PublishRefusal records that this machine refuses version h of unit
 	// name, and why, so that the engine places it elsewhere.
 	PublishRefusal(ctx context.Context, name string, h unit.Hash, reason string) error
+	// PublishedStates lists the units this machine has a state of in the
+	// cluster, whoever published it (an earlier fleetd on the same lease).
+	PublishedStates(ctx context.Context) ([]string, error)
 }
 
 // Config configures an Agent.
@@ -279,8 +282,18 @@ func (a *Agent) Run(ctx context.Context) error {
 			}
 			continue
 		case <-a.republish:
+			// States in the store that this process did not publish (a
+			// fleetd restarted on the same lease) count as published, so
+			// that those of units no longer here are removed.
+			names, err := a.pub.PublishedStates(ctx)
+			if err != nil && ctx.Err() == nil {
+				a.log.Warn("reading this machine's published states failed", "err", err)
+			}
 			a.mu.Lock()
 			clear(a.published)
+			for _, n := range names {
+				a.published[n] = unit.State{Name: n}
+			}
 			a.mu.Unlock()
 			dirty = true
 		case <-resync.C:

@@ -315,3 +315,28 @@ func TestStateRemovalRetried(t *testing.T) {
 		}
 	})
 }
+
+// TestStaleStatesOfAPredecessorRemoved: a fleetd restarted on the same
+// lease finds states its predecessor published for units the host no
+// longer has, and removes them once registered (Republish).
+func TestStaleStatesOfAPredecessorRemoved(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := run(t)
+		defer r.stop(t)
+		stale := unit.State{Name: "gone.service", MachineID: "m1", Current: unit.StateLaunched,
+			SystemdState: unit.SystemdState{LoadState: "loaded", ActiveState: "active", SubState: "running"}}
+		if err := r.store.PublishState(t.Context(), stale); err != nil {
+			t.Fatal(err)
+		}
+		r.store.SetSchedule(schedule(place("a.service", goodUnit)))
+		settle(time.Second)
+		r.agent.Republish() // the machine registered
+		settle(time.Second)
+		if st, ok := r.store.States()["gone.service"]; ok {
+			t.Errorf("the predecessor's state of gone.service is still there: %+v", st)
+		}
+		if _, ok := r.store.States()["a.service"]; !ok {
+			t.Error("a.service's state is missing")
+		}
+	})
+}

@@ -254,6 +254,18 @@ func (s *simAgent) DeleteState(ctx context.Context, name string) error {
 	return s.reg.DeleteState(ctx, name, s.id)
 }
 
+func (s *simAgent) PublishedStates(ctx context.Context) ([]string, error) {
+	sts, err := s.reg.States(ctx, "", s.id)
+	if err != nil {
+		return nil, err
+	}
+	names := make([]string, len(sts))
+	for i, st := range sts {
+		names[i] = st.Name
+	}
+	return names, nil
+}
+
 func (s *simAgent) PublishRefusal(ctx context.Context, name string, h unit.Hash, reason string) error {
 	return s.reg.PublishRefusal(ctx, registry.LeaseID(s.lease.Load()), name, s.id, h, reason)
 }

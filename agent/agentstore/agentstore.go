@@ -60,3 +60,16 @@ func (s Store) PublishRefusal(ctx context.Context, name string, h unit.Hash, rea
 	}
 	return s.Reg.PublishRefusal(ctx, l, name, s.MachineID, h, reason)
 }
+
+// PublishedStates lists the units this machine has a state of.
+func (s Store) PublishedStates(ctx context.Context) ([]string, error) {
+	sts, err := s.Reg.States(ctx, "", s.MachineID)
+	if err != nil {
+		return nil, err
+	}
+	names := make([]string, len(sts))
+	for i, st := range sts {
+		names[i] = st.Name
+	}
+	return names, nil
+}

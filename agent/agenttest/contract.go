@@ -84,6 +84,9 @@ func testPublish(t *testing.T, s Subject) {
 	if err := s.Publisher.PublishState(ctx, st); err != nil {
 		t.Fatalf("PublishState: %v", err)
 	}
+	if names, err := s.Publisher.PublishedStates(ctx); err != nil || len(names) != 1 || names[0] != "a.service" {
+		t.Fatalf("PublishedStates = %v, %v; want [a.service]", names, err)
+	}
 	got := s.States(t)
 	if len(got) != 1 || got["a.service"].Reason != st.Reason || got["a.service"].SystemdState != st.SystemdState ||
 		got["a.service"].Hash != st.Hash || got["a.service"].Current != st.Current {

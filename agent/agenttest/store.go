@@ -6,6 +6,7 @@ package agenttest
 import (
 	"context"
 	"maps"
+	"slices"
 	"sync"
 
 	"github.com/fleet-next/fleet/agent"
@@ -140,4 +141,14 @@ func (s *Store) Refusals() map[string]unit.Refusal {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return maps.Clone(s.refusals)
+}
+
+// PublishedStates lists the units with a published state.
+func (s *Store) PublishedStates(ctx context.Context) ([]string, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Sorted(maps.Keys(s.states)), nil
 }
