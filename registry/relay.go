@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/fleet-next/fleet/internal/pause"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
@@ -466,7 +467,7 @@ func (r *Etcd) ServeRelay(ctx context.Context, machine string, h RelayHandler) e
 				break
 			}
 			r.log.Warn("read relayed requests", "err", err)
-			sleep(ctx, time.Second)
+			_ = pause.For(ctx, time.Second)
 			continue
 		}
 		for _, kv := range get.Kvs {
@@ -485,18 +486,9 @@ func (r *Etcd) ServeRelay(ctx context.Context, machine string, h RelayHandler) e
 				}
 			}
 		}
-		sleep(ctx, 200*time.Millisecond)
+		_ = pause.For(ctx, 200*time.Millisecond)
 	}
 	return ctx.Err()
-}
-
-func sleep(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
-	}
 }
 
 // answer serves one request: acknowledged at once, then h, under a
