@@ -531,6 +531,9 @@ func (r *Result) Report() string {
 		fmt.Fprintf(&b, "  partition window: units ran twice from %s after their host was cut off (or its fleetd went down);\n"+
 			"                  a stale copy was seen up to %s after the host came back\n",
 			r.FirstSecond.Round(100*time.Millisecond), r.LastStale.Round(100*time.Millisecond))
+		if r.LastStaleWhat != "" {
+			fmt.Fprintf(&b, "                  (that one: %s)\n", r.LastStaleWhat)
+		}
 	}
 	if len(r.Excused) > 0 {
 		var ks []string
