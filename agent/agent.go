@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -340,15 +341,22 @@ func (a *Agent) reconcile(ctx context.Context) (time.Time, error) {
 	}
 	failed, applyErr := a.apply(ctx, plan)
 	a.recordFailures(plan, failed, desired, now)
-	names := make([]string, 0, len(desired)+len(actual))
+	// Every unit scheduled here, on the host, or reported before: a state
+	// whose removal failed (the store was down) is removed on a later
+	// round, not left behind.
+	seen := make(map[string]bool, len(desired)+len(actual))
 	for n := range desired {
-		names = append(names, n)
+		seen[n] = true
 	}
 	for n := range actual {
-		if _, ok := desired[n]; !ok {
-			names = append(names, n)
-		}
+		seen[n] = true
 	}
+	a.mu.Lock()
+	for n := range a.published {
+		seen[n] = true
+	}
+	a.mu.Unlock()
+	names := slices.Collect(maps.Keys(seen))
 	var pubErr error
 	if len(plan) == 0 {
 		// Nothing was done since actual read the host: publish from that

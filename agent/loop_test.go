@@ -2,6 +2,7 @@ package agent_test
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"sync"
 	"testing"
@@ -285,6 +286,32 @@ func TestHostUnitsAreNotTakenOver(t *testing.T) {
 		}
 		if st := r.state(t, "good.service"); st.ActiveState != "active" {
 			t.Errorf("good.service: %+v, want active", st)
+		}
+	})
+}
+
+// TestStateRemovalRetried: a unit leaves the host while the store is
+// down; its state, which could not be removed then, is removed once the
+// store is back (list-units must not show a unit the host no longer has).
+func TestStateRemovalRetried(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := run(t)
+		defer r.stop(t)
+		r.store.SetSchedule(schedule(place("a.service", goodUnit)))
+		settle(time.Second)
+		if _, ok := r.store.States()["a.service"]; !ok {
+			t.Fatal("a.service state not published")
+		}
+		r.store.Fail(errors.New("store unreachable"))
+		r.store.SetSchedule(schedule())
+		settle(time.Second)
+		if st := r.state(t, "a.service"); st.LoadState != "not-found" {
+			t.Fatalf("a.service still on the host: %+v", st)
+		}
+		r.store.Fail(nil)
+		settle(time.Minute)
+		if st, ok := r.store.States()["a.service"]; ok {
+			t.Errorf("state of a.service left behind after the store came back: %+v", st)
 		}
 	})
 }

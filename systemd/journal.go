@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -175,11 +176,19 @@ type journalStream struct {
 	out    *os.File
 	stderr *cappedBuffer
 
+	eof atomic.Bool // Read reached the end: journalctl ended by itself
+
 	closeOnce sync.Once
 	closeErr  error
 }
 
-func (s *journalStream) Read(p []byte) (int, error) { return s.out.Read(p) }
+func (s *journalStream) Read(p []byte) (int, error) {
+	n, err := s.out.Read(p)
+	if errors.Is(err, io.EOF) {
+		s.eof.Store(true)
+	}
+	return n, err
+}
 
 // Close stops journalctl if it still runs and reaps it.
 func (s *journalStream) Close() error {
@@ -201,8 +210,10 @@ func (s *journalStream) Close() error {
 			return
 		}
 		var ee *exec.ExitError
-		if errors.As(err, &ee) && !ee.Exited() && stopped {
-			return // ended by our signal
+		if errors.As(err, &ee) && stopped && (!ee.Exited() || !s.eof.Load()) {
+			// Ended by our signal, or by the pipe we closed before it had
+			// finished (EPIPE makes it exit 1): not a failure.
+			return
 		}
 		msg := strings.TrimSpace(s.stderr.String())
 		if msg != "" {

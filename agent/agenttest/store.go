@@ -20,6 +20,7 @@ type Store struct {
 	watchers map[chan map[string]unit.Placement]struct{}
 	states   map[string]unit.State // by unit name
 	refusals map[string]unit.Refusal
+	failing  error // returned by every write while set (a store that is down)
 }
 
 var (
@@ -81,6 +82,13 @@ func (s *Store) SetSchedule(m map[string]unit.Placement) {
 	}
 }
 
+// Fail makes every write fail with err until Fail(nil): the store is down.
+func (s *Store) Fail(err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.failing = err
+}
+
 // PublishState records st.
 func (s *Store) PublishState(ctx context.Context, st unit.State) error {
 	if err := ctx.Err(); err != nil {
@@ -88,6 +96,9 @@ func (s *Store) PublishState(ctx context.Context, st unit.State) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.failing != nil {
+		return s.failing
+	}
 	s.states[st.Name] = st
 	return nil
 }
@@ -99,6 +110,9 @@ func (s *Store) DeleteState(ctx context.Context, name string) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.failing != nil {
+		return s.failing
+	}
 	delete(s.states, name)
 	return nil
 }
