@@ -504,7 +504,7 @@ func (ck *checker) stats() Stats {
 		s.Excused[k] = v
 	}
 	s.FirstSecond, s.LastStale, s.LastStaleWhat = ck.firstSecond, ck.lastStale, ck.lastStaleWhat
-	s.RestartFaults = maps(ck.restartFaults)
+	s.RestartFaults = copyCounts(ck.restartFaults)
 	for _, v := range ck.violations {
 		s.Violations = append(s.Violations, *v)
 	}
