@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fleet-next/fleet/internal/testenv"
 	"github.com/fleet-next/fleet/test/cluster"
 )
 
@@ -50,9 +51,7 @@ func settings(getenv func(string) string, now time.Time) (seed uint64, d time.Du
 }
 
 func TestChaos(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a 5-host cluster and a 3-member etcd")
-	}
+	testenv.RequireSystemd(t) // a 5-host cluster of private systemd managers
 	seed, d, err := settings(os.Getenv, time.Now())
 	if err != nil {
 		t.Fatal(err)

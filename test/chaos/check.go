@@ -93,6 +93,8 @@ type checker struct {
 	// how long after the host came back one was last seen.
 	firstSecond time.Duration // -1: none seen
 	lastStale   time.Duration
+	// lastStaleWhat says which copy was the latest stale one.
+	lastStaleWhat string
 }
 
 func newChecker(c *cluster.Cluster, reg *registry.Etcd, w *workload, rec *recorder, ttl time.Duration) *checker {
@@ -241,7 +243,7 @@ func (ck *checker) checkSingle(obs []hostObs, snap snapshot, reg map[string]unit
 		cut := ck.cutOff(hosts, obs, ck.ttl)
 		if len(hosts)-len(cut) < 2 {
 			ck.excused[InvSingle+": second copy on a host in the partition window"]++
-			ck.measureWindow(cut, obs)
+			ck.measureWindow(name, cut, obs)
 			key := fmt.Sprintf("%s on hosts %v", name, hosts)
 			twice[key] = true
 			if !ck.twice[key] {
@@ -282,13 +284,13 @@ func (ck *checker) checkSingle(obs []hostObs, snap snapshot, reg map[string]unit
 // measureWindow records how far into, or past, the partition window a
 // unit was seen running twice. Of the hosts cut off, the one cut off first
 // holds the stale copy.
-func (ck *checker) measureWindow(cut []int, obs []hostObs) {
+func (ck *checker) measureWindow(name string, cut []int, obs []hostObs) {
 	var start, end, at time.Time
-	found := false
+	host, found := 0, false
 	for _, h := range cut {
 		s, e, ok := ck.rec.cutSpan(h, obs[h].from, obs[h].to, ck.staleGrace)
 		if ok && (!found || s.Before(start)) {
-			start, end, at, found = s, e, obs[h].to, true
+			start, end, at, host, found = s, e, obs[h].to, h, true
 		}
 	}
 	if !found {
@@ -300,6 +302,8 @@ func (ck *checker) measureWindow(cut []int, obs []hostObs) {
 		}
 	} else if at.Sub(end) > ck.lastStale {
 		ck.lastStale = at.Sub(end)
+		ck.lastStaleWhat = fmt.Sprintf("%s on host %d at %s; faults around: %s", name, host, ck.rec.rel(at),
+			ck.rec.around([]int{host}, start, at, 0))
 	}
 }
 
@@ -482,6 +486,7 @@ type Stats struct {
 	// LastStale how long after the host came back a stale copy was last
 	// seen.
 	FirstSecond, LastStale time.Duration
+	LastStaleWhat          string
 	// RestartFaults counts the restarts and stops excused by a fault, by
 	// each kind of fault their host had.
 	RestartFaults map[Kind]int
@@ -498,8 +503,8 @@ func (ck *checker) stats() Stats {
 	for k, v := range ck.excused {
 		s.Excused[k] = v
 	}
-	s.FirstSecond, s.LastStale = ck.firstSecond, ck.lastStale
-	s.RestartFaults = maps(ck.restartFaults)
+	s.FirstSecond, s.LastStale, s.LastStaleWhat = ck.firstSecond, ck.lastStale, ck.lastStaleWhat
+	s.RestartFaults = copyCounts(ck.restartFaults)
 	for _, v := range ck.violations {
 		s.Violations = append(s.Violations, *v)
 	}

@@ -23,7 +23,7 @@ func newCheckEnv(t *testing.T) *checkEnv {
 		c.Hosts = append(c.Hosts, &cluster.Host{Index: i, MachineID: string(rune('a'+i)) + "0000000"})
 	}
 	rec := newRecorder(time.Now())
-	w := newWorkload(c, t.TempDir(), rec, func() *cluster.Host { return nil })
+	w := newWorkload(t.TempDir(), rec, func() *cluster.Host { return nil })
 	for _, s := range initialUnits() {
 		w.units[s.name] = &tracked{spec: s, hash: hashOf(s.content), desired: unit.StateLaunched}
 	}

@@ -159,18 +159,6 @@ func (r *recorder) around(hosts []int, from, to time.Time, span time.Duration) s
 	return strings.Join(parts, "; ")
 }
 
-// open reports whether any fault is still in progress.
-func (r *recorder) open() bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, w := range r.windows {
-		if w.end.IsZero() {
-			return true
-		}
-	}
-	return false
-}
-
 // lastEnd is when the last fault ended.
 func (r *recorder) lastEnd() time.Time {
 	r.mu.Lock()

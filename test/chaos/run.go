@@ -126,7 +126,7 @@ func Run(t cluster.T, cfg Config) *Result {
 		}
 		return nil
 	}
-	w := newWorkload(c, t.TempDir(), rec, pick)
+	w := newWorkload(t.TempDir(), rec, pick)
 	ck := newChecker(c, reg, w, rec, cfg.AgentTTL)
 	ck.logf = func(f string, a ...any) { logf("%s "+f, append([]any{rec.rel(time.Now())}, a...)...) }
 	in := &injector{c: c, reg: reg, rec: rec, w: w, log: func(f string, a ...any) {
@@ -134,12 +134,10 @@ func Run(t cluster.T, cfg Config) *Result {
 	}}
 
 	ctx := context.Background()
-	var specs []spec
-	specs = append(specs, initialUnits()...)
 	if err := w.submitTemplate(ctx); err != nil {
 		t.Fatalf("chaos setup: %v", err)
 	}
-	if err := w.start(ctx, false, specs...); err != nil {
+	if err := w.start(ctx, false, initialUnits()...); err != nil {
 		t.Fatalf("chaos setup: %v", err)
 	}
 	if err := w.startInstances(ctx, initialInstances()...); err != nil {
@@ -212,7 +210,7 @@ func Run(t cluster.T, cfg Config) *Result {
 	ck.count(InvOps, ops)
 	res.Total = time.Since(t0)
 	rec.mu.Lock()
-	res.Injected, res.Skipped = maps(rec.injected), maps(rec.skipped)
+	res.Injected, res.Skipped = copyCounts(rec.injected), copyCounts(rec.skipped)
 	res.Problems = slices.Clone(rec.problems)
 	rec.mu.Unlock()
 	res.Churn = byKind[Churn]
@@ -220,7 +218,7 @@ func Run(t cluster.T, cfg Config) *Result {
 	return res
 }
 
-func maps(m map[Kind]int) map[Kind]int {
+func copyCounts(m map[Kind]int) map[Kind]int {
 	out := make(map[Kind]int, len(m))
 	for k, v := range m {
 		out[k] = v
@@ -501,7 +499,7 @@ func (r *Result) Report() string {
 	fmt.Fprintf(&b, "  cluster         %d hosts, %d etcd members, agent_ttl %s\n", r.Hosts, r.Members, r.AgentTTL)
 	fmt.Fprintf(&b, "  fault phase     %s planned, %s as run; whole run %s\n", r.Duration,
 		r.FaultPhase.Round(100*time.Millisecond), r.Total.Round(100*time.Millisecond))
-	injected := maps(r.Injected)
+	injected := copyCounts(r.Injected)
 	delete(injected, FleetdExit)
 	fmt.Fprintf(&b, "  faults injected %d: %s\n", r.Faults(), formatCounts(injected))
 	if len(r.Skipped) > 0 {
@@ -531,6 +529,9 @@ func (r *Result) Report() string {
 		fmt.Fprintf(&b, "  partition window: units ran twice from %s after their host was cut off (or its fleetd went down);\n"+
 			"                  a stale copy was seen up to %s after the host came back\n",
 			r.FirstSecond.Round(100*time.Millisecond), r.LastStale.Round(100*time.Millisecond))
+		if r.LastStaleWhat != "" {
+			fmt.Fprintf(&b, "                  (that one: %s)\n", r.LastStaleWhat)
+		}
 	}
 	if len(r.Excused) > 0 {
 		var ks []string

@@ -114,7 +114,6 @@ type span struct{ from, to time.Time }
 
 // workload drives units through fleetctl and remembers what it asked for.
 type workload struct {
-	c    *cluster.Cluster
 	dir  string               // unit files, one directory per version
 	pick func() *cluster.Host // a healthy host to run fleetctl against, or nil
 	rec  *recorder
@@ -127,8 +126,8 @@ type workload struct {
 	failed []string
 }
 
-func newWorkload(c *cluster.Cluster, dir string, rec *recorder, pick func() *cluster.Host) *workload {
-	return &workload{c: c, dir: dir, rec: rec, pick: pick, units: map[string]*tracked{}}
+func newWorkload(dir string, rec *recorder, pick func() *cluster.Host) *workload {
+	return &workload{dir: dir, rec: rec, pick: pick, units: map[string]*tracked{}}
 }
 
 // write stores content as a unit file named name in a fresh directory and

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fleet-next/fleet/internal/testenv"
 	"github.com/fleet-next/fleet/test/cluster"
 )
 
@@ -19,6 +20,7 @@ func TestMain(m *testing.M) {
 }
 
 func TestFaultsOfAThreeMemberCluster(t *testing.T) {
+	testenv.RequireSystemd(t)
 	c := cluster.New(t, cluster.Options{Hosts: 2, EtcdMembers: 3, AgentTTL: 2 * time.Second})
 	reg := c.Registry()
 	count := func(timeout time.Duration) int {
