@@ -287,6 +287,10 @@ type Entry struct {
 	Hash string `json:"hash,omitempty"`
 	// Detail: the refusal message, a grant, metadata keys.
 	Detail string `json:"detail,omitempty"`
+	// Suppressed counts this subject's refusals left out of the trail
+	// since its previous recorded one: refusals are recorded at a
+	// bounded rate per subject so that they cannot push out the rest.
+	Suppressed int `json:"suppressed,omitempty"`
 }
 
 // AuditFilter selects audit entries; zero fields match everything.

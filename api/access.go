@@ -131,6 +131,16 @@ func (s *server) record(r *http.Request, n *auditNote, code int) {
 		Hash:     n.hash,
 		Detail:   n.detail,
 	}
+	if n.refused {
+		ok, suppressed := s.refusals.admit(e.Subject)
+		if !ok {
+			return
+		}
+		if e.Suppressed = suppressed; suppressed > 0 {
+			s.log.LogAttrs(r.Context(), slog.LevelWarn, "refusals left out of the audit trail",
+				slog.String("subject", e.Subject), slog.Int("count", suppressed))
+		}
+	}
 	// Recorded before the answer leaves the handler: a client that sees
 	// the answer finds its entry. Not bound to the request's context: a
 	// caller hanging up does not erase what it did.

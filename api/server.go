@@ -99,7 +99,8 @@ type server struct {
 	stopping         <-chan struct{}
 	access           AccessStore
 
-	cursors *cursors // where the next page of a listing starts
+	cursors  *cursors        // where the next page of a listing starts
+	refusals *refusalLimiter // the rate at which refusals are audited
 }
 
 // NewHandler returns the fleet HTTP API v1 served from reg (spec §8). The
@@ -130,6 +131,7 @@ func NewHandler(reg Registry, opts Options) http.Handler {
 		metrics:   opts.Metrics,
 		discovery: discoveryDocument(),
 		cursors:   newCursors(),
+		refusals:  newRefusalLimiter(time.Now),
 
 		machineID:        opts.MachineID,
 		local:            opts.Local,
@@ -348,7 +350,14 @@ func (s *server) internalError(w http.ResponseWriter, r *http.Request, err error
 		slog.String("method", r.Method),
 		slog.String("path", r.URL.Path),
 		slog.Any("error", err))
-	writeError(w, http.StatusInternalServerError, err.Error())
+	code := http.StatusInternalServerError
+	if errors.Is(err, context.DeadlineExceeded) && r.Context().Err() == nil {
+		// The store did not answer within etcd_request_timeout: a
+		// transient condition, which the client may retry.
+		code = http.StatusServiceUnavailable
+		w.Header().Set("Retry-After", "1")
+	}
+	writeError(w, code, err.Error())
 }
 
 // isNotFound reports whether err says that the named object does not exist.

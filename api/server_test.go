@@ -4,10 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/fleet-next/fleet/api"
+	"github.com/fleet-next/fleet/registry"
+	"github.com/fleet-next/fleet/unit"
 )
 
 func TestRouting(t *testing.T) {
@@ -192,5 +196,29 @@ func TestStoreErrorIs500(t *testing.T) {
 			rec := e.requestCtx(ctx, tc.method, tc.path, tc.body, "Content-Type", "application/json")
 			wantErrorPrefix(t, rec, http.StatusInternalServerError, tc.prefix)
 		})
+	}
+}
+
+// slowStore is the registry with a store that does not answer unit reads
+// within the request timeout.
+type slowStore struct{ *registry.Etcd }
+
+func (s slowStore) Unit(ctx context.Context, name string) (unit.UnitStatus, error) {
+	return unit.UnitStatus{}, fmt.Errorf("read unit states: %w", context.DeadlineExceeded)
+}
+
+// A store that did not answer in time is a 503 with Retry-After, which
+// clients may retry.
+func TestStoreTimeoutIsUnavailable(t *testing.T) {
+	e := newEnv(t, api.Options{})
+	e.h = api.NewHandler(slowStore{e.reg}, api.Options{Version: testVersion})
+	rec := e.request(http.MethodGet, "/fleet/v1/units/hello.service", "")
+	if rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Retry-After") != "1" {
+		t.Fatalf("GET of a unit on a slow store: %d, Retry-After %q: %s", rec.Code, rec.Header().Get("Retry-After"), rec.Body)
+	}
+	var env api.ErrorResponse
+	if err := json.Unmarshal(rec.Body.Bytes(), &env); err != nil || env.Error.Code != http.StatusServiceUnavailable ||
+		!strings.Contains(env.Error.Message, "deadline exceeded") {
+		t.Fatalf("error envelope = %s (%v)", rec.Body, err)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"net/http"
@@ -63,6 +64,9 @@ type simCluster struct {
 	// activeAfter is how many state list GETs pass before systemd reports
 	// launched units active; negative: never.
 	activeAfter int
+	// unavailable is how many unit GETs are answered 503, as when the
+	// store does not answer in time, before the API answers them.
+	unavailable int
 
 	unitGets  int      // GET /units/<name> served
 	stateGets int      // GET /state served
@@ -136,8 +140,17 @@ func (c *simCluster) serve(w http.ResponseWriter, r *http.Request, h http.Handle
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
 	}
-	h.ServeHTTP(w, r)
 	path := strings.TrimPrefix(r.URL.Path, "/fleet/v1")
+	isUnitGet := r.Method == http.MethodGet && strings.HasPrefix(path, "/units/") && strings.Count(path, "/") == 2
+	if isUnitGet && c.unavailable > 0 {
+		c.unavailable--
+		c.unitGets++
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		fmt.Fprintln(w, `{"error":{"code":503,"message":"get unit: read unit states: context deadline exceeded"}}`)
+		return
+	}
+	h.ServeHTTP(w, r)
 	switch {
 	case r.Method == http.MethodGet && path == "/state":
 		c.stateGets++

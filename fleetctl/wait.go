@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"strings"
 	"time"
 
@@ -145,6 +146,19 @@ type waiter struct {
 	polls    int       // polls made so far
 	ips      map[string]string
 	shown    bool // a progress line is on the terminal
+	// transients counts the polls in a row that the server answered 503.
+	transients int
+}
+
+// maxTransients is how many polls in a row may find the server
+// unavailable (503: its store did not answer in time) before the wait
+// gives up with that error.
+const maxTransients = 2 * pollsPerAttempt
+
+// transient reports whether err is an answer worth asking again.
+func transient(err error) bool {
+	var apiErr *api.Error
+	return errors.As(err, &apiErr) && apiErr.Code == http.StatusServiceUnavailable
 }
 
 // wait blocks until every goal is met, the poll budget is spent
@@ -160,8 +174,17 @@ func (w *waiter) wait(ctx context.Context, goals []goal) error {
 		next := pending[:0]
 		for _, p := range pending {
 			done, err := w.check(ctx, p)
+			if transient(err) && w.transients < maxTransients {
+				// The server could not answer now (its store was slow):
+				// ask again at the next poll.
+				w.transients++
+				done, err = false, nil
+			}
 			if err != nil {
 				return err
+			}
+			if done {
+				w.transients = 0
 			}
 			if !done {
 				next = append(next, p)

@@ -99,6 +99,25 @@ func TestWaiter(t *testing.T) {
 			wantPolls: 1, wantPause: pollsPerAttempt - 1,
 		},
 		{
+			name: "a server unavailable for a while is polled through",
+			setup: func(t *testing.T, c *simCluster) {
+				c.addUnit(t, "hello.service", helloUnit, stateLoaded)
+				c.set(func(c *simCluster) { c.unavailable = 3 })
+			},
+			goals:   []goal{{name: "hello.service", kind: goalState, state: stateLoaded}},
+			wantOut: "Unit hello.service loaded on 113f16a7.../" + testIP + "\n", wantPolls: 4, wantPause: 3,
+		},
+		{
+			name: "a server unavailable for too long fails the wait",
+			setup: func(t *testing.T, c *simCluster) {
+				c.addUnit(t, "hello.service", helloUnit, stateLoaded)
+				c.set(func(c *simCluster) { c.unavailable = maxTransients + 1 })
+			},
+			goals:     []goal{{name: "hello.service", kind: goalState, state: stateLoaded}},
+			wantErr:   "get unit hello.service: GET /fleet/v1/units/hello.service: get unit: read unit states: context deadline exceeded",
+			wantPolls: maxTransients + 1, wantPause: maxTransients,
+		},
+		{
 			name:      "gone",
 			goals:     []goal{{name: "hello.service", kind: goalGone}},
 			wantPolls: 1,
