@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -105,22 +104,13 @@ socket is always admin. See docs/security.md.`,
 			if err != nil {
 				return failf("Error listing grants: %w", err)
 			}
-			if grants == nil {
-				grants = []access.Grant{}
-			}
-			if out != outputText {
-				return writeStructured(cmd.OutOrStdout(), out, grants)
-			}
-			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 8, 1, '\t', 0)
-			fmt.Fprintln(tw, "ROLE\tSUBJECT\tUNITS")
-			for _, g := range grants {
+			return writeRecords(cmd.OutOrStdout(), out, grants, "ROLE\tSUBJECT\tUNITS", func(g access.Grant) string {
 				units := g.Units
 				if units == "" {
 					units = "*"
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\n", g.Role, g.Subject, units)
-			}
-			return tw.Flush()
+				return fmt.Sprintf("%s\t%s\t%s", g.Role, g.Subject, units)
+			})
 		},
 	}
 	registerOutput(list.Flags(), &out, "a table", "a list of grants: role, subject, units")
@@ -200,23 +190,14 @@ machine, action, target, result code and the hash of a unit written.`,
 			if err != nil {
 				return failf("Error reading the audit trail: %w", err)
 			}
-			if entries == nil {
-				entries = []access.Entry{}
-			}
-			if out != outputText {
-				return writeStructured(cmd.OutOrStdout(), out, entries)
-			}
-			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 8, 1, '\t', 0)
-			fmt.Fprintln(tw, "TIME\tSUBJECT\tACTION\tTARGET\tCODE\tMACHINE\tFROM")
-			for _, e := range entries {
+			return writeRecords(cmd.OutOrStdout(), out, entries, "TIME\tSUBJECT\tACTION\tTARGET\tCODE\tMACHINE\tFROM", func(e access.Entry) string {
 				target := e.Target
 				if target == "" {
 					target = "-"
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", e.Time.Local().Format(time.RFC3339),
+				return fmt.Sprintf("%s\t%s\t%s\t%s\t%d\t%s\t%s", e.Time.Local().Format(time.RFC3339),
 					e.Subject, e.Action, target, e.Code, shortMachine(e.Machine), e.From)
-			}
-			return tw.Flush()
+			})
 		},
 	}
 	fs := cmd.Flags()

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"text/tabwriter"
 
 	"github.com/spf13/pflag"
 	"sigs.k8s.io/yaml"
@@ -80,4 +81,22 @@ func writeStructured(w io.Writer, f outputFormat, v any) error {
 		return fmt.Errorf("write output: %w", err)
 	}
 	return nil
+}
+
+// writeRecords prints records as -o asks: structured (an empty list, not
+// null, when there are none), or a table under header whose columns are
+// separated by tabs in header and in each row.
+func writeRecords[T any](w io.Writer, f outputFormat, records []T, header string, row func(T) string) error {
+	if records == nil {
+		records = []T{}
+	}
+	if f != outputText {
+		return writeStructured(w, f, records)
+	}
+	tw := tabwriter.NewWriter(w, 0, 8, 1, '\t', 0)
+	fmt.Fprintln(tw, header)
+	for _, r := range records {
+		fmt.Fprintln(tw, row(r))
+	}
+	return tw.Flush()
 }

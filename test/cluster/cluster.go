@@ -569,20 +569,27 @@ func (h *Host) Fleetctl(args ...string) Result {
 // FleetctlCtx runs fleetctl against host h's API until it exits or ctx
 // ends; an error means it could not be run or was cut short by ctx.
 func (h *Host) FleetctlCtx(ctx context.Context, args ...string) (Result, error) {
-	cmd := exec.CommandContext(ctx, filepath.Join(h.c.bins, "fleetctl"), append([]string{"--endpoint", h.Endpoint}, args...)...)
+	return Run(ctx, append([]string{filepath.Join(h.c.bins, "fleetctl"), "--endpoint", h.Endpoint}, args...)...)
+}
+
+// Run runs argv with only PATH in its environment until it exits or ctx
+// ends, and returns its output and exit code; an error means it could not
+// be run or was cut short by ctx.
+func Run(ctx context.Context, argv ...string) (Result, error) {
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
 	res := Result{Stdout: out.String(), Stderr: errb.String()}
 	if ctx.Err() != nil {
-		return res, fmt.Errorf("fleetctl %v: %w", args, ctx.Err())
+		return res, fmt.Errorf("%v: %w", argv, ctx.Err())
 	}
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
 		res.Exit = ee.ExitCode()
 	} else if err != nil {
-		return res, fmt.Errorf("run fleetctl %v: %w", args, err)
+		return res, fmt.Errorf("run %v: %w", argv, err)
 	}
 	return res, nil
 }

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -16,7 +15,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -32,19 +30,18 @@ import (
 // and gid 65534, nobody, with no supplementary groups.
 func runAs(t *testing.T, fleetctl, endpoint string, args ...string) cluster.Result {
 	t.Helper()
+	return runArgv(t, append([]string{"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", fleetctl, "--endpoint", endpoint}, args...)...)
+}
+
+// runArgv runs argv for at most two minutes, failing the test if it cannot
+// be run.
+func runArgv(t *testing.T, argv ...string) cluster.Result {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	argv := append([]string{"--reuid=65534", "--regid=65534", "--clear-groups", fleetctl, "--endpoint", endpoint}, args...)
-	cmd := exec.CommandContext(ctx, "setpriv", argv...)
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	res := cluster.Result{Stdout: out.String(), Stderr: errb.String()}
-	if ee, ok := err.(*exec.ExitError); ok {
-		res.Exit = ee.ExitCode()
-	} else if err != nil {
-		t.Fatalf("setpriv fleetctl %v: %v", args, err)
+	res, err := cluster.Run(ctx, argv...)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return res
 }
@@ -265,20 +262,7 @@ func get(t *testing.T, c *http.Client, url string) (int, string) {
 // fleetctlAt runs fleetctl as root against endpoint.
 func fleetctlAt(t *testing.T, endpoint string, args ...string) cluster.Result {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, filepath.Join(cluster.Binaries(t), "fleetctl"), append([]string{"--endpoint", endpoint}, args...)...)
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	res := cluster.Result{Stdout: out.String(), Stderr: errb.String()}
-	if ee, ok := err.(*exec.ExitError); ok {
-		res.Exit = ee.ExitCode()
-	} else if err != nil {
-		t.Fatalf("fleetctl %v: %v", args, err)
-	}
-	return res
+	return runArgv(t, append([]string{filepath.Join(cluster.Binaries(t), "fleetctl"), "--endpoint", endpoint}, args...)...)
 }
 
 // testCA is a certificate authority made for one test.
