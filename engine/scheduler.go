@@ -324,7 +324,7 @@ func (r *round) keepValid(cd *candidate) {
 		if !ok || len(r.desired[name]) > 0 {
 			continue
 		}
-		if why := ableToRun(cd, ms, r.live); why == "" {
+		if ableToRun(cd, ms, r.live) == "" && replacedOn(cd, ms) == "" {
 			r.placeOn(cd, ms)
 		}
 	}
@@ -404,7 +404,9 @@ func (r *round) displaceReplaced(cd *candidate, best *machineState) {
 		}
 		best.remove(other)
 		delete(r.desired[other], best.m.ID)
-		dest := leastLoaded(r.order, func(ms *machineState) bool { return ms != best && ableToRun(oc, ms, r.live) == "" })
+		dest := leastLoaded(r.order, func(ms *machineState) bool {
+			return ms != best && ableToRun(oc, ms, r.live) == "" && replacedOn(oc, ms) == ""
+		})
 		if dest != nil {
 			r.placeOn(oc, dest)
 		} else {
@@ -571,6 +573,31 @@ func conflictOn(cd *candidate, ms *machineState) string {
 		// A unit never joins a machine whose unit replaces it; mutual
 		// replacement is ignored (the check above lets it through).
 		if other.reqs.ReplacesUnit(cd.u.Name) || unit.ConflictsWith(cd.u.Name, cd.reqs, name, other.reqs) {
+			first = name
+		}
+	}
+	if first == "" {
+		return ""
+	}
+	return fmt.Sprintf(reasonConflicts, first)
+}
+
+// replacedOn returns "" unless ms holds a unit that cd replaces (and that
+// does not replace cd in turn), else names the first in name order.
+// conflictOn lets cd onto such a machine because placing it there evicts
+// the replaced unit (displaceReplaced); where cd stays or is moved without
+// evicting anything (keepValid, displaceReplaced's own relocations), the two
+// must not share the machine.
+func replacedOn(cd *candidate, ms *machineState) string {
+	if len(cd.reqs.Replaces) == 0 {
+		return ""
+	}
+	first := ""
+	for name, other := range ms.units {
+		if name == cd.u.Name || (first != "" && name > first) {
+			continue
+		}
+		if cd.reqs.ReplacesUnit(name) && !other.reqs.ReplacesUnit(cd.u.Name) {
 			first = name
 		}
 	}

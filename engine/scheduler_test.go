@@ -527,6 +527,23 @@ func TestPlanTable(t *testing.T) {
 			want: map[string][]string{"new.service": {mA}, "b.service": {mB}, "old.service": {mB}},
 		},
 		{
+			name: "a unit displaced by its replacer is not moved next to a unit it replaces",
+			snap: newSnap().machine(mA).machine(mB).
+				unit("low.service", unit.StateLaunched, "Conflicts=mid.service").
+				unit("mid.service", unit.StateLoaded, "Replaces=low.service").on("mid.service", mA).
+				unit("top.service", unit.StateLaunched, "Replaces=mid.service"),
+			// mid must not land beside low (which conflicts with it) when top
+			// displaces it; the planner used to put both on mB.
+			want: map[string][]string{"low.service": {mA}, "mid.service": {mB}, "top.service": {mA}},
+		},
+		{
+			name: "a unit does not stay on a machine beside a unit it replaces",
+			snap: newSnap().machine(mA).machine(mB).
+				unit("low.service", unit.StateLaunched).on("low.service", mA).
+				unit("mid.service", unit.StateLaunched, "Replaces=low.service").on("mid.service", mA),
+			want: map[string][]string{"low.service": {mA}, "mid.service": {mB}},
+		},
+		{
 			name: "mutual Replaces is ignored",
 			snap: newSnap().machine(mA).
 				unit("x.service", unit.StateLaunched, "Replaces=y.service").on("x.service", mA).
