@@ -36,17 +36,47 @@ func (l *listFlags) register(fs *pflag.FlagSet, defaultFields string, valid []st
 	_ = fs.MarkHidden("l") // the flag was declared on the line above
 }
 
-// machinesFor fetches the live machines when fields show any of keys (a
-// machine column, which shows the machine's IP); nil otherwise.
-func machinesFor(ctx context.Context, client API, fields []string, keys ...string) ([]*api.Machine, error) {
-	if !slices.ContainsFunc(fields, func(f string) bool { return slices.Contains(keys, f) }) {
-		return nil, nil
-	}
-	machines, err := client.Machines(ctx)
+// clusterList is a list command whose rows may name machines: what it
+// fetches, which fields need the machines' IPs, and how it prints.
+type clusterList[T any] struct {
+	flags       *listFlags
+	valid       []string // its --fields keys
+	machineKeys []string // fields that show a machine (its IP)
+	fetch       func(ctx context.Context, client API) ([]T, error)
+	structured  func([]T) any // -o json and -o yaml
+	text        func(rows []T, machines []*api.Machine, fields []string, full, legend bool) string
+}
+
+// run parses --fields, fetches the rows (and the live machines when a
+// field shows one) and prints them.
+func (l clusterList[T]) run(c *cli, cmd *cobra.Command) error {
+	fields, err := parseFields(l.flags.fields, l.valid)
 	if err != nil {
-		return nil, failf("Error retrieving list of active machines: %w", err)
+		return err
 	}
-	return machines, nil
+	if slices.Contains(fields, "tmachine") {
+		fmt.Fprintln(cmd.ErrOrStderr(), `WARNING: The "tmachine" field is deprecated. Use "target" instead`)
+	}
+	ctx := cmd.Context()
+	client, err := c.api(ctx)
+	if err != nil {
+		return err
+	}
+	rows, err := l.fetch(ctx, client)
+	if err != nil {
+		return failf("Error retrieving list of units from repository: %w", err)
+	}
+	var machines []*api.Machine
+	if slices.ContainsFunc(fields, func(f string) bool { return slices.Contains(l.machineKeys, f) }) {
+		if machines, err = client.Machines(ctx); err != nil {
+			return failf("Error retrieving list of active machines: %w", err)
+		}
+	}
+	if l.flags.output != outputText {
+		return writeStructured(cmd.OutOrStdout(), l.flags.output, l.structured(rows))
+	}
+	fmt.Fprint(cmd.OutOrStdout(), l.text(rows, machines, fields, l.flags.full, !l.flags.noLegend))
+	return nil
 }
 
 // noArgs rejects positional arguments.
@@ -73,28 +103,14 @@ machineID, systemdLoadState, systemdActiveState, systemdSubState, reason)
 in the same order.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			fields, err := parseFields(lf.fields, unitStateFields)
-			if err != nil {
-				return err
-			}
-			ctx := cmd.Context()
-			client, err := c.api(ctx)
-			if err != nil {
-				return err
-			}
-			states, err := client.UnitStates(ctx, "", "")
-			if err != nil {
-				return failf("Error retrieving list of units from repository: %w", err)
-			}
-			machines, err := machinesFor(ctx, client, fields, "machine")
-			if err != nil {
-				return err
-			}
-			if lf.output != outputText {
-				return writeStructured(cmd.OutOrStdout(), lf.output, sortedStates(states))
-			}
-			fmt.Fprint(cmd.OutOrStdout(), formatUnits(states, machines, fields, lf.full, !lf.noLegend))
-			return nil
+			return clusterList[*api.UnitState]{
+				flags: &lf, valid: unitStateFields, machineKeys: []string{"machine"},
+				fetch: func(ctx context.Context, client API) ([]*api.UnitState, error) {
+					return client.UnitStates(ctx, "", "")
+				},
+				structured: func(states []*api.UnitState) any { return sortedStates(states) },
+				text:       formatUnits,
+			}.run(c, cmd)
 		},
 	}
 	lf.register(cmd.Flags(), defaultUnitStateFields, unitStateFields, true)
@@ -115,31 +131,14 @@ desiredState, currentState, machineID, reason) with hash, global and
 description added, in the same order.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			fields, err := parseFields(lf.fields, unitFileFields)
-			if err != nil {
-				return err
-			}
-			if slices.Contains(fields, "tmachine") {
-				fmt.Fprintln(cmd.ErrOrStderr(), `WARNING: The "tmachine" field is deprecated. Use "target" instead`)
-			}
-			ctx := cmd.Context()
-			client, err := c.api(ctx)
-			if err != nil {
-				return err
-			}
-			units, err := client.Units(ctx)
-			if err != nil {
-				return failf("Error retrieving list of units from repository: %w", err)
-			}
-			machines, err := machinesFor(ctx, client, fields, "target", "tmachine")
-			if err != nil {
-				return err
-			}
-			if lf.output != outputText {
-				return writeStructured(cmd.OutOrStdout(), lf.output, unitFileDocs(units))
-			}
-			fmt.Fprint(cmd.OutOrStdout(), formatUnitFiles(units, machines, fields, lf.full, !lf.noLegend))
-			return nil
+			return clusterList[*api.Unit]{
+				flags: &lf, valid: unitFileFields, machineKeys: []string{"target", "tmachine"},
+				fetch: func(ctx context.Context, client API) ([]*api.Unit, error) {
+					return client.Units(ctx)
+				},
+				structured: func(units []*api.Unit) any { return unitFileDocs(units) },
+				text:       formatUnitFiles,
+			}.run(c, cmd)
 		},
 	}
 	lf.register(cmd.Flags(), defaultUnitFileFields, unitFileFields, false)
