@@ -184,11 +184,10 @@ func (e *testEnv) publish(lease registry.LeaseID, s unit.State) {
 	}
 }
 
-// schedule places units through an engine election won on the lease of a
-// registered machine, as the engine does.
-func (e *testEnv) schedule(lease registry.LeaseID, changes ...registry.ScheduleChange) {
+// schedule places units through a won engine election, as the engine does.
+func (e *testEnv) schedule(changes ...registry.ScheduleChange) {
 	e.t.Helper()
-	leader, err := e.reg.Campaign(e.ctx, "test-engine", lease)
+	leader, err := e.reg.Campaign(e.ctx, "test-engine", 0, registry.MinElectionTTL)
 	if err != nil {
 		e.t.Fatalf("campaign: %v", err)
 	}

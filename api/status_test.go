@@ -24,13 +24,12 @@ import (
 	"github.com/fleet-next/fleet/unit"
 )
 
-// place stores a unit running cmd and places it on machine (a live
-// machine's lease wins the election that writes the placement).
-func (e *testEnv) place(lease registry.LeaseID, name, machine string) {
+// place stores a unit running cmd and places it on machine.
+func (e *testEnv) place(name, machine string) {
 	e.t.Helper()
 	o := serviceOpts("Hello", "/bin/sleep 3600")
 	e.storeUnit(name, o, unit.StateLaunched)
-	e.schedule(lease, registry.Place(unit.Placement{Unit: name, Machine: machine,
+	e.schedule(registry.Place(unit.Placement{Unit: name, Machine: machine,
 		Hash: canonical(e.t, o).Hash(), Desired: unit.StateLaunched}))
 }
 
@@ -52,13 +51,13 @@ func TestUnitMachineRequestErrors(t *testing.T) {
 	const here = "m-here"
 	e := newEnv(t, api.Options{MachineID: here})
 	deadURL := closedURL(t)
-	lease := e.registerMachine(unit.Machine{ID: here})
+	e.registerMachine(unit.Machine{ID: here})
 	e.registerMachine(unit.Machine{ID: "m-nourl"})
 	e.registerMachine(unit.Machine{ID: "m-dead", APIURL: deadURL})
-	e.place(lease, "noaddr.service", "m-nourl")
-	e.place(lease, "lost.service", "m-gone")
-	e.place(lease, "dead.service", "m-dead")
-	e.place(lease, "here.service", here)
+	e.place("noaddr.service", "m-nourl")
+	e.place("lost.service", "m-gone")
+	e.place("dead.service", "m-dead")
+	e.place("here.service", here)
 	e.storeUnit("idle.service", serviceOpts("idle", "/bin/true"), unit.StateLaunched)
 	e.storeUnit("global.service", append(serviceOpts("g", "/bin/true"), opts("X-Fleet", "Global", "true")...),
 		unit.StateLaunched)
@@ -163,9 +162,9 @@ func newTwoMachines(t *testing.T, local api.LocalUnits) *twoMachines {
 	t.Cleanup(srv1.Close)
 	srv2 := httptest.NewServer(api.NewHandler(e.reg, api.Options{Version: testVersion, MachineID: "m2"}))
 	t.Cleanup(srv2.Close)
-	lease := e.registerMachine(unit.Machine{ID: "m1", APIURL: srv1.URL})
+	e.registerMachine(unit.Machine{ID: "m1", APIURL: srv1.URL})
 	e.registerMachine(unit.Machine{ID: "m2", APIURL: srv2.URL})
-	e.place(lease, "hello.service", "m1")
+	e.place("hello.service", "m1")
 	client := func(u string) *api.Client {
 		c, err := api.NewClient(u, api.ClientOptions{Timeout: time.Minute})
 		if err != nil {

@@ -43,9 +43,9 @@ func TestJournalStreamOutlivesServerTimeouts(t *testing.T) {
 	owner := &inFlight{h: api.NewHandler(e.reg, api.Options{MachineID: "m1", Local: local})}
 	srv1 := serve(owner)
 	srv2 := serve(api.NewHandler(e.reg, api.Options{MachineID: "m2"}))
-	lease := e.registerMachine(unit.Machine{ID: "m1", APIURL: srv1.URL})
+	e.registerMachine(unit.Machine{ID: "m1", APIURL: srv1.URL})
 	e.registerMachine(unit.Machine{ID: "m2", APIURL: srv2.URL})
-	e.place(lease, "hello.service", "m1")
+	e.place("hello.service", "m1")
 
 	for _, tc := range []struct{ name, url string }{{"local", srv1.URL}, {"forwarded", srv2.URL}} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -198,8 +198,7 @@ func TestGetAndDeleteUnit(t *testing.T) {
 	m1 := "0123456789abcdef0123456789abcdef"
 	lease := e.registerMachine(unit.Machine{ID: m1, PublicIP: "127.0.0.5"})
 	ha := canonical(t, hello).Hash()
-	e.schedule(lease,
-		registry.Place(unit.Placement{Unit: "a.service", Machine: m1, Hash: ha, Desired: unit.StateLaunched}),
+	e.schedule(registry.Place(unit.Placement{Unit: "a.service", Machine: m1, Hash: ha, Desired: unit.StateLaunched}),
 		registry.SetReason("b.service", "no machine matches MachineMetadata region=mars"),
 	)
 	e.publish(lease, unit.State{Name: "a.service", MachineID: m1, Hash: ha, Current: unit.StateLaunched,

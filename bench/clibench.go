@@ -118,7 +118,7 @@ func newCLIWriter(ctx context.Context, h *harness, reg *registry.Etcd, cfg cliCo
 	}
 	// The placements are written by a leader of our own, as the engine
 	// would write them: fenced, in batched transactions.
-	leader, err := reg.Campaign(ctx, "bench-cli", w.leases[0])
+	leader, err := reg.Campaign(ctx, "bench-cli", 0, 10*time.Second)
 	if err != nil {
 		return nil, err
 	}

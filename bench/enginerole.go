@@ -132,7 +132,7 @@ type engineStore struct {
 }
 
 func (s engineStore) Campaign(ctx context.Context, id string) (engine.Leader, error) {
-	l, err := s.reg.Campaign(ctx, id, s.lease)
+	l, err := s.reg.Campaign(ctx, id, 0, registry.MinElectionTTL)
 	if err != nil {
 		return nil, err
 	}

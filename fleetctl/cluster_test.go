@@ -108,7 +108,7 @@ func newSimCluster(t *testing.T, e *registrytest.Etcd, opts clusterOptions) *sim
 		}
 		c.leases[m.ID] = lease
 	}
-	leader, err := c.reg.Campaign(ctx, machines[0].ID, c.leases[machines[0].ID])
+	leader, err := c.reg.Campaign(ctx, machines[0].ID, c.leases[machines[0].ID], registry.MinElectionTTL)
 	if err != nil {
 		t.Fatalf("campaign: %v", err)
 	}

@@ -66,7 +66,7 @@ func newHostCluster(t *testing.T, n int) *hostCluster {
 	for i := range n {
 		hc.hosts = append(hc.hosts, hc.startHost(t, i))
 	}
-	leader, err := hc.reg.Campaign(t.Context(), hc.hosts[0].machine.ID, hc.hosts[0].lease)
+	leader, err := hc.reg.Campaign(t.Context(), hc.hosts[0].machine.ID, hc.hosts[0].lease, registry.MinElectionTTL)
 	if err != nil {
 		t.Fatalf("campaign: %v", err)
 	}

@@ -6,7 +6,7 @@
 //
 // Ready is nil exactly while the machine holds a live lease. Lease returns
 // that lease (0 when there is none); other components write on it (unit
-// states, the engine's election key) and therefore expire with it. Leave
-// revokes the lease: the machine, its states and its election key disappear
-// from the store at once.
+// states) and therefore expire with it, and the engine leads only while the
+// machine is registered on it. Leave revokes the lease: the machine and its
+// states disappear from the store at once, and its engine steps down.
 package presence

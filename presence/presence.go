@@ -215,9 +215,10 @@ func (p *Presence) hold(ctx context.Context, lease registry.LeaseID, ka <-chan s
 }
 
 // Leave makes the machine leave the cluster (after Run has returned): its
-// lease is revoked, so the machine, its unit states and its election key
-// leave the store at once, and a leaving record tells the engine to move
-// its units without waiting for the loss grace.
+// lease is revoked, so the machine and its unit states leave the store at
+// once (and an engine leading from this machine steps down), and a leaving
+// record tells the engine to move its units without waiting for the loss
+// grace.
 func (p *Presence) Leave(ctx context.Context) error {
 	l := p.Lease()
 	if l == 0 {

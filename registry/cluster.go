@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"math/rand/v2"
 	"strings"
 	"sync"
 	"time"
@@ -257,38 +258,172 @@ func (v *ClusterView) del(key string) {
 }
 
 // Leader is a won engine election. Its Done channel closes when leadership
-// is lost; every write it makes is fenced by its election key.
+// is lost; every write it makes is fenced by its election key and by its
+// machine's registration.
 type Leader struct {
 	r     *Etcd
 	sess  *concurrency.Session
-	elect *concurrency.Election
-	key   string // election key, fixed at the win
+	key   string // election key
 	rev   int64  // its create revision: the fencing token
+	mkey  string // the leader's machine record; "" = not tied to a machine
+	lease LeaseID
+	done  chan struct{}
+	stop  context.CancelFunc // ends the watch of the machine record
 }
 
-// Campaign blocks until this engine leads or ctx ends. The election key
-// lives on the machine's own lease, so a machine's presence and its
-// leadership expire together and leading costs no extra keep-alives.
-func (r *Etcd) Campaign(ctx context.Context, id string, lease LeaseID) (*Leader, error) {
-	sess, err := concurrency.NewSession(r.cli, concurrency.WithLease(clientv3.LeaseID(lease)), concurrency.WithContext(ctx))
-	if err != nil {
-		return nil, storeErr("open election session", err)
+// MinElectionTTL is the shortest election lease etcd honours reliably.
+const MinElectionTTL = 2 * time.Second
+
+// Campaign blocks until this engine leads or ctx ends. Leadership is one key
+// on a lease of its own, of ttl (at least MinElectionTTL, whole seconds),
+// that only the leader creates and keeps alive. The other candidates hold no
+// lease and write nothing: they watch the key, and when it goes (the leader
+// resigned, or died and its lease expired within ttl) they try to create it,
+// each after a random pause of up to a second so that a large cluster does
+// not answer in one burst.
+//
+// With a machine lease (not 0), leading also requires that machine id be
+// registered on that lease: the key is only created while it is, every
+// write is fenced by it, and leadership ends when the record goes or moves
+// to another lease (the machine left or lost its lease).
+func (r *Etcd) Campaign(ctx context.Context, id string, machine LeaseID, ttl time.Duration) (*Leader, error) {
+	key := r.keys.leader()
+	secs := int((max(ttl, MinElectionTTL) + time.Second - 1) / time.Second)
+	for {
+		resp, err := r.cli.Get(ctx, key)
+		if err != nil {
+			return nil, storeErr("read engine leader", err)
+		}
+		if len(resp.Kvs) > 0 {
+			if err := r.waitGone(ctx, key, resp.Header.Revision+1); err != nil {
+				return nil, err
+			}
+			if err := pause.For(ctx, time.Duration(rand.Int64N(int64(time.Second)))); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		sess, err := concurrency.NewSession(r.cli, concurrency.WithTTL(secs), concurrency.WithContext(ctx))
+		if err != nil {
+			return nil, storeErr("open election lease", err)
+		}
+		l := &Leader{r: r, sess: sess, key: key, lease: machine, done: make(chan struct{})}
+		conds := []clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(key), "=", 0)}
+		if machine != 0 {
+			l.mkey = r.keys.machine(id)
+			conds = append(conds, l.registered())
+		}
+		txn, err := r.cli.Txn(ctx).If(conds...).
+			Then(clientv3.OpPut(key, id, clientv3.WithLease(sess.Lease()))).
+			Else(clientv3.OpGet(key, clientv3.WithCountOnly())).
+			Commit()
+		if err == nil && txn.Succeeded {
+			l.rev = txn.Header.Revision
+			wctx, stop := context.WithCancel(context.WithoutCancel(ctx))
+			l.stop = stop
+			go l.watch(wctx)
+			return l, nil
+		}
+		_ = sess.Close() // best effort: an unrevoked election lease expires within ttl
+		switch {
+		case err != nil:
+			return nil, storeErr("campaign for engine leadership", err)
+		case txn.Responses[0].GetResponseRange().Count == 0:
+			return nil, fmt.Errorf("campaign for engine leadership: machine %s is not registered on lease %x", id, machine)
+		}
 	}
-	e := concurrency.NewElection(sess, r.keys.election())
-	if err := e.Campaign(ctx, id); err != nil {
-		sess.Orphan() // stop our keep-alive of the machine lease; never revoke it
-		return nil, storeErr("campaign for engine leadership", err)
-	}
-	return &Leader{r: r, sess: sess, elect: e, key: e.Key(), rev: e.Rev()}, nil
 }
 
-// Done closes when the leadership session ends.
-func (l *Leader) Done() <-chan struct{} { return l.sess.Done() }
+// registered is the condition that the leader's machine is registered on
+// its lease.
+func (l *Leader) registered() clientv3.Cmp {
+	return clientv3.Compare(clientv3.LeaseValue(l.mkey), "=", clientv3.LeaseID(l.lease))
+}
 
-// Resign gives up leadership. The machine lease stays. Idempotent.
+// watch closes done when the election lease is lost or, for a leader tied
+// to its machine, when the machine record goes or changes lease; then it
+// revokes the election lease so that another candidate can lead at once.
+func (l *Leader) watch(ctx context.Context) {
+	defer close(l.done)
+	if l.mkey == "" {
+		select {
+		case <-l.sess.Done():
+		case <-ctx.Done():
+		}
+		return
+	}
+	defer func() {
+		if ctx.Err() == nil {
+			_ = l.sess.Close() // best effort: the lease expires within its ttl
+		}
+	}()
+	from := l.rev + 1
+	for ctx.Err() == nil {
+		wch := l.r.cli.Watch(ctx, l.mkey, clientv3.WithRev(from))
+	events:
+		for {
+			select {
+			case <-l.sess.Done():
+				return
+			case wr, ok := <-wch:
+				if !ok || wr.Err() != nil {
+					break events
+				}
+				for _, ev := range wr.Events {
+					if ev.Type == clientv3.EventTypeDelete || LeaseID(ev.Kv.Lease) != l.lease {
+						return
+					}
+				}
+			}
+		}
+		// The watch ended (compaction, a lost stream): read the record again.
+		resp, err := l.r.cli.Get(ctx, l.mkey)
+		switch {
+		case err != nil:
+			if pause.For(ctx, time.Second) != nil {
+				return
+			}
+		case len(resp.Kvs) == 0 || LeaseID(resp.Kvs[0].Lease) != l.lease:
+			return
+		default:
+			from = resp.Header.Revision + 1
+		}
+	}
+}
+
+// waitGone returns once key is deleted at or after revision from, or with
+// ctx's error. A watch that ends early (compaction, a lost stream) is
+// answered by returning so that the caller reads the key again.
+func (r *Etcd) waitGone(ctx context.Context, key string, from int64) error {
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	for wr := range r.cli.Watch(wctx, key, clientv3.WithRev(from)) {
+		if wr.Err() != nil {
+			break
+		}
+		for _, ev := range wr.Events {
+			if ev.Type == clientv3.EventTypeDelete {
+				return nil
+			}
+		}
+	}
+	return ctx.Err()
+}
+
+// Done closes when leadership is lost.
+func (l *Leader) Done() <-chan struct{} { return l.done }
+
+// Resign gives up leadership: it deletes the election key if it is still
+// this leader's and revokes the election lease. Idempotent.
 func (l *Leader) Resign(ctx context.Context) error {
-	defer l.sess.Orphan()
-	if err := l.elect.Resign(ctx); err != nil {
+	defer l.stop()
+	// Revoking is best effort: the lease expires within its ttl anyway.
+	defer func() { _ = l.sess.Close() }()
+	_, err := l.r.cli.Txn(ctx).
+		If(clientv3.Compare(clientv3.CreateRevision(l.key), "=", l.rev)).
+		Then(clientv3.OpDelete(l.key)).
+		Commit()
+	if err != nil {
 		return storeErr("resign engine leadership", err)
 	}
 	return nil
@@ -412,7 +547,10 @@ func batchOps(ops []clientv3.Op) [][]clientv3.Op {
 
 // commit writes batches as fenced transactions, applyConcurrency at a time.
 func (l *Leader) commit(ctx context.Context, batches [][]clientv3.Op) (int64, error) {
-	fence := clientv3.Compare(clientv3.CreateRevision(l.key), "=", l.rev)
+	fence := []clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(l.key), "=", l.rev)}
+	if l.mkey != "" {
+		fence = append(fence, l.registered())
+	}
 	var (
 		mu       sync.Mutex // guards rev, firstErr and deposed
 		rev      int64
@@ -432,7 +570,7 @@ func (l *Leader) commit(ctx context.Context, batches [][]clientv3.Op) (int64, er
 		}
 		wg.Go(func() {
 			defer func() { <-slots }()
-			resp, err := l.r.cli.Txn(ctx).If(fence).Then(ops...).Commit()
+			resp, err := l.r.cli.Txn(ctx).If(fence...).Then(ops...).Commit()
 			mu.Lock()
 			defer mu.Unlock()
 			switch {

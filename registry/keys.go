@@ -13,7 +13,7 @@ const DefaultPrefix = "/_coreos.com/fleet/"
 //	P audit/<nanos>-<random>       one audit trail entry, oldest first                 (API)
 //	P bridge/<machine>/ask/<id>    a request relayed to a machine; on its exchange's lease (see relay.go)
 //	P bridge/<machine>/ans/<id>/<n> chunk n of the answer to a machine's request; same lease
-//	P engine/leader/<lease>        election (concurrency.Election)                     (engines)
+//	P engine/leader/holder         the engine leader's machine ID; on its election lease (engines)
 //	P machines/<machine>           presence: ID, IP, metadata, version; on the machine lease (agent)
 //	P metadata/<machine>/<key>     dynamic metadata set through the API                (API)
 //	P reasons/<unit>               why a unit cannot be placed                         (engine)
@@ -57,6 +57,7 @@ func (k keys) metadata() string                  { return k.prefix + "metadata/"
 func (k keys) machineMetadata(id string) string  { return k.metadata() + id + "/" }
 func (k keys) metadataKey(id, key string) string { return k.machineMetadata(id) + key }
 func (k keys) election() string                  { return k.prefix + "engine/leader" }
+func (k keys) leader() string                    { return k.election() + "/holder" }
 func (k keys) acl() string                       { return k.prefix + "acl/" }
 func (k keys) audit() string                     { return k.prefix + "audit/" }
 

@@ -116,7 +116,7 @@ func TestInstrumentCoversTheElection(t *testing.T) {
 		t.Fatal(err)
 	}
 	rec.take()
-	l, err := r.Campaign(ctx, "m1", lease)
+	l, err := r.Campaign(ctx, "m1", lease, registry.MinElectionTTL)
 	if err != nil {
 		t.Fatal(err)
 	}

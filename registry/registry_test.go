@@ -165,7 +165,7 @@ func TestScheduleWatchAndFencing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l1, err := r.Campaign(ctx, "m1", lease1)
+	l1, err := r.Campaign(ctx, "m1", lease1, registry.MinElectionTTL)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -188,7 +188,7 @@ func TestScheduleWatchAndFencing(t *testing.T) {
 	if err := l1.Resign(ctx); err != nil {
 		t.Fatal(err)
 	}
-	l2, err := e.Registry(t).Campaign(ctx, "m2", lease2)
+	l2, err := e.Registry(t).Campaign(ctx, "m2", lease2, registry.MinElectionTTL)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -235,7 +235,7 @@ func TestApplyRemovalsFirstAndSizedByBytes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := r.Campaign(ctx, "m1", lease)
+	l, err := r.Campaign(ctx, "m1", lease, registry.MinElectionTTL)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -286,5 +286,96 @@ func TestApplyRemovalsFirstAndSizedByBytes(t *testing.T) {
 	}
 	if firstPut <= lastDelete {
 		t.Errorf("a placement committed at revision %d, before the last removal at %d", firstPut, lastDelete)
+	}
+}
+
+// TestElectionOutlivesADeadLeaderOnlyByItsTTL: a leader that dies without
+// resigning is replaced once its election lease expires, long before its
+// machine's lease would; waiting candidates hold no lease and write nothing.
+func TestElectionOutlivesADeadLeaderOnlyByItsTTL(t *testing.T) {
+	ctx := ctxT(t)
+	e := registrytest.StartEtcd(t)
+	cli := e.Client(t)
+	r := e.Registry(t)
+	m1, err := r.Register(ctx, unit.Machine{ID: "m1"}, "i1", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m2, err := r.Register(ctx, unit.Machine{ID: "m2"}, "i2", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lctx, die := context.WithCancel(ctx)
+	defer die()
+	l1, err := e.Registry(t).Campaign(lctx, "m1", m1, registry.MinElectionTTL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type won struct {
+		l   *registry.Leader
+		err error
+		at  time.Time
+	}
+	second := make(chan won, 1)
+	go func() {
+		l, err := e.Registry(t).Campaign(ctx, "m2", m2, registry.MinElectionTTL)
+		second <- won{l, err, time.Now()}
+	}()
+	// The candidate waits: three leases (two machines, the leader's
+	// election), m1 leads.
+	time.Sleep(500 * time.Millisecond)
+	if ls, err := cli.Leases(ctx); err != nil || len(ls.Leases) != 3 {
+		t.Fatalf("leases while a candidate waits: %+v %v, want 3", ls, err)
+	}
+	if id, err := r.EngineLeader(ctx); err != nil || id != "m1" {
+		t.Fatalf("leader = %q %v, want m1", id, err)
+	}
+	select {
+	case w := <-second:
+		t.Fatalf("second candidate won while the first led: %+v", w)
+	default:
+	}
+	// The leader dies: its keep-alives stop, nothing is revoked, its
+	// machine stays registered for a minute.
+	died := time.Now()
+	die()
+	w := <-second
+	if w.err != nil {
+		t.Fatal(w.err)
+	}
+	defer w.l.Resign(ctx)
+	t.Logf("new leader %s after the old one died (election ttl %s)", w.at.Sub(died).Round(10*time.Millisecond), registry.MinElectionTTL)
+	if id, err := r.EngineLeader(ctx); err != nil || id != "m2" {
+		t.Fatalf("leader = %q %v, want m2", id, err)
+	}
+	select {
+	case <-l1.Done():
+	case <-ctx.Done():
+		t.Error("the dead leader's Done never closed")
+	}
+	p := unit.Placement{Unit: "a.service", Machine: "m1", Hash: unit.HashOf("x"), Desired: unit.StateLaunched, Content: "x"}
+	if _, err := l1.Apply(ctx, []registry.ScheduleChange{registry.Place(p)}); !errors.Is(err, registry.ErrNotLeader) {
+		t.Fatalf("dead leader's write: %v, want ErrNotLeader", err)
+	}
+	if _, err := w.l.Apply(ctx, []registry.ScheduleChange{registry.Place(p)}); err != nil {
+		t.Fatalf("new leader's write: %v", err)
+	}
+}
+
+// TestCampaignNeedsTheMachineRegistered: a machine that is not registered
+// on the lease it names cannot lead.
+func TestCampaignNeedsTheMachineRegistered(t *testing.T) {
+	ctx := ctxT(t)
+	r := registrytest.New(t)
+	lease, err := r.Register(ctx, unit.Machine{ID: "m1"}, "i1", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l, err := r.Campaign(ctx, "m2", lease, registry.MinElectionTTL); err == nil {
+		_ = l.Resign(ctx)
+		t.Fatal("a machine registered on no lease won the election")
+	}
+	if id, err := r.EngineLeader(ctx); err != nil || id != "" {
+		t.Fatalf("leader = %q %v, want none", id, err)
 	}
 }

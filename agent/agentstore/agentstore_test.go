@@ -25,7 +25,7 @@ func TestContract(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		leader, err := reg.Campaign(ctx, "m1", lease)
+		leader, err := reg.Campaign(ctx, "m1", lease, registry.MinElectionTTL)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,6 +1,7 @@
-// Package enginestore gives the engine its Store on the registry: it
-// campaigns on the machine's lease once the machine is registered, follows
-// the cluster view, and turns each plan into fenced schedule writes.
+// Package enginestore gives the engine its Store on the registry: once the
+// machine is registered it campaigns for leadership (an election lease of
+// ElectionTTL, tied to the machine's registration), follows the cluster
+// view, and turns each plan into fenced schedule writes.
 package enginestore
 
 import (
@@ -23,11 +24,14 @@ type Leases interface {
 type Store struct {
 	Reg    *registry.Etcd
 	Leases Leases
+	// ElectionTTL is how long a dead leader's leadership outlives it (at
+	// least registry.MinElectionTTL). Only the leader keeps it alive.
+	ElectionTTL time.Duration
 }
 
 var _ engine.Store = Store{}
 
-// Campaign waits for the machine to be registered, then campaigns on its lease.
+// Campaign waits for the machine to be registered, then campaigns.
 func (s Store) Campaign(ctx context.Context, id string) (engine.Leader, error) {
 	lease := s.Leases.Lease()
 	for lease == 0 {
@@ -36,7 +40,7 @@ func (s Store) Campaign(ctx context.Context, id string) (engine.Leader, error) {
 		}
 		lease = s.Leases.Lease()
 	}
-	l, err := s.Reg.Campaign(ctx, id, lease)
+	l, err := s.Reg.Campaign(ctx, id, lease, s.ElectionTTL)
 	if err != nil {
 		return nil, err
 	}

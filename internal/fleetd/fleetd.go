@@ -32,6 +32,10 @@ import (
 	"golang.org/x/sync/errgroup"
 )
 
+// electionTTL is the engine election lease: how long a killed leader keeps
+// leading before another candidate takes over.
+const electionTTL = 3 * time.Second
+
 // Options are the process-level settings of Run that are not configuration.
 type Options struct {
 	// Dev runs a whole one-host cluster: embedded etcd, engine, agent, API,
@@ -287,7 +291,11 @@ func (d *node) supervise(ctx context.Context) error {
 	serve := serveRelayed(d.api, log.With("component", "bridge"))
 	run("bridge", func(ctx context.Context) error { return d.reg.ServeRelay(ctx, d.machineID, serve) })
 	if !cfg.DisableEngine {
-		eng := engine.New(enginestore.Store{Reg: d.reg, Leases: d.pres}, engine.Config{
+		// A dead leader is replaced within 3 s (agent_ttl if shorter), not
+		// after its machine's agent_ttl: only the leader pays for the
+		// shorter lease's keep-alives.
+		election := enginestore.Store{Reg: d.reg, Leases: d.pres, ElectionTTL: min(cfg.AgentTTL, electionTTL)}
+		eng := engine.New(election, engine.Config{
 			MachineID: d.machineID, ReconcileInterval: cfg.EngineReconcile, LossGrace: cfg.AgentTTL / 2,
 			MaxMovesPerRound: 1000, Logger: log.With("component", "engine"), Metrics: d.metrics.Engine()})
 		run("engine", eng.Run)

@@ -234,6 +234,36 @@ func TestLeaderKilledAndRestartedAdoptsUnits(t *testing.T) {
 	}
 }
 
+// TestEngineFailoverAtDefaultTTL: at the default agent_ttl (30 s), a leader
+// killed with -9 is replaced within its election lease (3 s), not when its
+// machine's lease expires: a unit submitted meanwhile runs within seconds.
+func TestEngineFailoverAtDefaultTTL(t *testing.T) {
+	c := newCluster(t, cluster.Options{Hosts: 3, AgentTTL: 30 * time.Second})
+	c.WaitMachines(3)
+	leader := leaderHost(t, c)
+	other := c.Hosts[(leader.Index+1)%len(c.Hosts)]
+	killed := time.Now()
+	leader.Kill()
+	dir := t.TempDir()
+	p := filepath.Join(dir, "pinned.service")
+	if err := os.WriteFile(p, []byte("[Service]\nExecStart=/bin/sleep 3600\n[X-Fleet]\nMachineID="+other.MachineID+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if r := other.Fleetctl("start", "--no-block", p); r.Exit != 0 {
+		t.Fatalf("fleetctl start: exit %d\n%s%s", r.Exit, r.Stdout, r.Stderr)
+	}
+	// Far above the 3-4 s this takes; far below the 30-45 s of a leadership
+	// that lives on the machine lease.
+	cluster.Eventually(t, 15*time.Second, "the pinned unit running on its machine", func() bool {
+		return other.Units("pinned.service")["pinned.service"].ActiveState == "active"
+	})
+	t.Logf("unit submitted after the leader was killed active %s after the kill (agent_ttl 30s)",
+		time.Since(killed).Round(10*time.Millisecond))
+	if l := leaderHost(t, c); l == leader {
+		t.Errorf("the killed host %s still leads", leader.MachineID)
+	}
+}
+
 func TestPartitionedSingleHostKeepsUnits(t *testing.T) {
 	ttl := 2 * time.Second
 	c := newCluster(t, cluster.Options{Hosts: 1, AgentTTL: ttl})
